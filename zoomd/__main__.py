@@ -1,0 +1,5 @@
+"""Allow `python -m zoomd`."""
+
+from zoomd.cli import main
+
+raise SystemExit(main())
