@@ -1,0 +1,33 @@
+"""Shared checks for tests that drive the real kernel: skip with the reason, never pass."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def missing_requirements(need_zram: bool = True) -> str | None:
+    """Say what this machine lacks for real-kernel tests, or None when all is there."""
+    if os.geteuid() != 0:
+        return "not root"
+    if not os.path.exists("/proc/pressure/memory"):
+        return "no PSI (/proc/pressure/memory missing; boot with psi=1)"
+    if need_zram and not (
+        os.path.exists("/sys/class/zram-control") or os.path.exists("/sys/block/zram0")
+    ):
+        return "no zram (modprobe zram)"
+    if not any(
+        line.split(" - ")[1].startswith("cgroup2")
+        for line in open("/proc/self/mountinfo")
+        if " - " in line
+    ):
+        return "no cgroup v2 mount"
+    return None
+
+
+def require_real_kernel(need_zram: bool = True) -> None:
+    """Skip the calling test, printing why, when the real-kernel lab is unavailable."""
+    reason = missing_requirements(need_zram)
+    if reason:
+        pytest.skip(f"real-kernel test skipped: {reason}")

@@ -1,0 +1,1 @@
+"""The brownout lab: sets up zram swap and cgroups of its own, runs bounded workloads."""
