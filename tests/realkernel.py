@@ -17,11 +17,9 @@ def missing_requirements(need_zram: bool = True) -> str | None:
         os.path.exists("/sys/class/zram-control") or os.path.exists("/sys/block/zram0")
     ):
         return "no zram (modprobe zram)"
-    if not any(
-        line.split(" - ")[1].startswith("cgroup2")
-        for line in open("/proc/self/mountinfo")
-        if " - " in line
-    ):
+    with open("/proc/self/mountinfo") as mountinfo:
+        fstypes = [line.split(" - ")[1] for line in mountinfo if " - " in line]
+    if not any(fstype.startswith("cgroup2") for fstype in fstypes):
         return "no cgroup v2 mount"
     return None
 

@@ -1,0 +1,72 @@
+"""Command line: `zoomd status`, `zoomd check`, `zoomd run`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from zoomd import __version__
+from zoomd.errors import ZoomdError
+from zoomd.kernel.root import Root
+from zoomd.model.reclaim import ANON_MODES, ModelParams
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from zoomd.status import collect, dumps, render_text, status_json
+
+    params = ModelParams(mode=args.mode)
+    snap, est, window = collect(Root(args.root), args.sample, params, args.page_size)
+    data = status_json(snap, est, window)
+    print(dumps(data) if args.json else render_text(data))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoomd",
+        description="Userspace OOM policy for hosts whose swap is RAM-backed (zram).",
+    )
+    parser.add_argument("--version", action="version", version=f"zoomd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    status = sub.add_parser("status", help="show what is really reclaimable on this host")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--root", default="/", metavar="DIR",
+                        help="read DIR/proc and DIR/sys (a captured tree) instead of the host")
+    status.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
+                        help="window over which reclaim efficiency is measured (0: none)")
+    status.add_argument("--mode", choices=ANON_MODES, default="auto",
+                        help="anon model used for effective available (default: auto)")
+    status.add_argument("--page-size", type=int, default=None, metavar="BYTES",
+                        help="page size of the host the tree came from (default: this host's)")
+    status.set_defaults(func=_cmd_status)
+    _add_daemon_commands(sub)
+    return parser
+
+
+def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    try:
+        from zoomd.daemon.cli import add_commands
+    except ImportError:
+        return
+    add_commands(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ZoomdError as exc:
+        print(f"zoomd: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

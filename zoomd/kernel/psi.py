@@ -1,0 +1,86 @@
+"""Pressure stall information: /proc/pressure/* and a cgroup's *.pressure files.
+
+`total` (cumulative microseconds of stall) is what triggers use: any window can be
+computed from two readings, whereas avg10 lags by design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoomd.errors import KernelFileError
+from zoomd.kernel.keyvalue import parse_int
+from zoomd.kernel.root import Root
+
+
+@dataclass(frozen=True, slots=True)
+class PsiLine:
+    """One `some` or `full` line: averages in percent, total in microseconds."""
+
+    avg10: float
+    avg60: float
+    avg300: float
+    total_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Psi:
+    """A pressure file; `full` is None where the kernel prints no full line (cpu, old kernels)."""
+
+    some: PsiLine
+    full: PsiLine | None
+
+
+def _parse_line(path: str, kind: str, fields: list[str]) -> PsiLine:
+    values: dict[str, str] = {}
+    for field in fields:
+        name, sep, value = field.partition("=")
+        if not sep:
+            raise KernelFileError(path, f"expected name=value, got {field!r}", kind)
+        values[name] = value
+    out: dict[str, float | int] = {}
+    for name in ("avg10", "avg60", "avg300"):
+        if name not in values:
+            raise KernelFileError(path, "missing", f"{kind}.{name}")
+        try:
+            out[name] = float(values[name])
+        except ValueError:
+            raise KernelFileError(
+                path, f"expected a number, got {values[name]!r}", f"{kind}.{name}"
+            ) from None
+    if "total" not in values:
+        raise KernelFileError(path, "missing", f"{kind}.total")
+    total = parse_int(path, f"{kind}.total", values["total"])
+    return PsiLine(out["avg10"], out["avg60"], out["avg300"], total)
+
+
+def parse_psi(text: str, path: str) -> Psi:
+    """Parse the text of a pressure file."""
+    lines: dict[str, PsiLine] = {}
+    for raw in text.splitlines():
+        parts = raw.split()
+        if not parts:
+            continue
+        kind = parts[0]
+        if kind not in ("some", "full"):
+            continue  # a future kernel may add lines: tolerate them
+        lines[kind] = _parse_line(path, kind, parts[1:])
+    if "some" not in lines:
+        raise KernelFileError(path, "no 'some' line", "some")
+    return Psi(some=lines["some"], full=lines.get("full"))
+
+
+def read_pressure(root: Root, resource: str) -> Psi:
+    """Read /proc/pressure/<resource> (memory, io, cpu)."""
+    path = f"/proc/pressure/{resource}"
+    return parse_psi(root.read_text(path), root.join(path))
+
+
+def stall_percent(before_us: int, after_us: int, elapsed_s: float) -> float | None:
+    """Share of a window spent stalled, from two `total` readings; None for no window."""
+    if elapsed_s <= 0:
+        return None
+    delta = after_us - before_us
+    if delta < 0:
+        return None  # counter reset (cgroup recreated): no evidence
+    return min(100.0, delta / (elapsed_s * 1e6) * 100.0)

@@ -1,0 +1,1 @@
+"""The reclaim model: pure functions over snapshots, the heart of zoomd."""

@@ -1,0 +1,187 @@
+"""How much memory is really reclaimable: the kernel's belief and zoomd's models.
+
+The kernel (zone_reclaimable_pages) counts the whole anon LRU as reclaimable as
+soon as any swap slot is free. On zram a "free slot" costs RAM to fill, so that
+belief keeps a host in direct reclaim for tens of minutes. Each anon mode here is
+one answer to "how much would swapping anon out actually give back":
+
+- kernel:      the kernel's belief, for comparison.
+- ram-backed:  nothing when every swap is RAM-backed; else only disk slots count.
+- efficiency:  anon counts only while reclaim of it is working (stolen/scanned >= N%).
+- compression: a page moved into zram frees (1 - 1/ratio) of a page, bounded by
+               free slots and the pool's headroom; disk slots count fully.
+- auto:        compression for RAM-backed devices, full for disk, and nothing at all
+               while the efficiency gate says anon reclaim is failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zoomd.kernel.vmstat import VmStat
+from zoomd.model.snapshot import HostSnapshot, SwapDevice
+
+ANON_MODES = ("kernel", "ram-backed", "efficiency", "compression", "auto")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelParams:
+    """Knobs of the model (the `[reclaim]` table of zoomd.toml)."""
+
+    mode: str = "auto"
+    min_anon_efficiency_pct: float = 30.0
+    min_scanned_pages: int = 256  # fewer scans than this in a window: no evidence
+    assumed_compression_ratio: float = 2.0  # for a zram device that holds nothing yet
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimWindow:
+    """LRU scan and steal deltas (pages) between two vmstat readings."""
+
+    seconds: float
+    anon_scanned: int | None
+    anon_stolen: int | None
+    file_scanned: int | None
+    file_stolen: int | None
+    anon_refaults: int | None
+    file_refaults: int | None
+
+
+def _delta(after: int | None, before: int | None) -> int | None:
+    if after is None or before is None or after < before:
+        return None
+    return after - before
+
+
+def reclaim_window(before: VmStat, after: VmStat, seconds: float) -> ReclaimWindow:
+    return ReclaimWindow(
+        seconds=seconds,
+        anon_scanned=_delta(after.pgscan_anon, before.pgscan_anon),
+        anon_stolen=_delta(after.pgsteal_anon, before.pgsteal_anon),
+        file_scanned=_delta(after.pgscan_file, before.pgscan_file),
+        file_stolen=_delta(after.pgsteal_file, before.pgsteal_file),
+        anon_refaults=_delta(after.refault_anon, before.refault_anon),
+        file_refaults=_delta(after.refault_file, before.refault_file),
+    )
+
+
+def efficiency_pct(scanned: int | None, stolen: int | None, min_scanned: int) -> float | None:
+    """stolen/scanned in percent; None when the window holds too few scans to judge."""
+    if scanned is None or stolen is None or scanned < max(1, min_scanned):
+        return None
+    return min(100.0, 100.0 * stolen / scanned)
+
+
+def kernel_anon_reclaimable(anon_lru: int, swap_free: int) -> int:
+    """zone_reclaimable_pages: all of anon, as soon as one swap slot is free."""
+    return anon_lru if swap_free > 0 else 0
+
+
+def ram_backed_anon_reclaimable(anon_lru: int, swaps: tuple[SwapDevice, ...]) -> int:
+    """Only slots on devices that do not store pages in RAM free anything."""
+    disk_free = sum(s.free_bytes for s in swaps if not s.kind.ram_backed)
+    return min(anon_lru, disk_free)
+
+
+def compression_anon_reclaimable(
+    anon_lru: int, swaps: tuple[SwapDevice, ...], mem_total: int, assumed_ratio: float
+) -> int:
+    """RAM actually returned by pushing anon out, device by device in priority order."""
+    remaining = anon_lru
+    freed = 0.0
+    # The pool of every zram device without a mem_limit grows from the same RAM.
+    shared_headroom: float | None = None
+    for swap in sorted(swaps, key=lambda s: -s.entry.priority):
+        if remaining <= 0:
+            break
+        if not swap.kind.ram_backed:
+            moved = min(remaining, swap.free_bytes)
+            freed += moved
+            remaining -= moved
+            continue
+        zram = swap.zram
+        if zram is None:  # brd or RAM-backed loop: a page in costs a page
+            continue
+        ratio = zram.mm_stat.compression_ratio or assumed_ratio
+        if ratio <= 1.0:
+            continue
+        if zram.mm_stat.mem_limit:
+            headroom = float(zram.pool_headroom(mem_total))
+        else:
+            if shared_headroom is None:
+                shared_headroom = float(zram.pool_headroom(mem_total))
+            headroom = shared_headroom
+        moved = min(float(remaining), float(swap.free_bytes), headroom * ratio)
+        if moved <= 0:
+            continue
+        cost = moved / ratio
+        if not zram.mm_stat.mem_limit and shared_headroom is not None:
+            shared_headroom = max(0.0, shared_headroom - cost)
+        freed += moved - cost
+        remaining -= int(moved)
+    return int(freed)
+
+
+@dataclass(frozen=True, slots=True)
+class ReclaimEstimate:
+    """The model's answer for one snapshot (and window); bytes unless named otherwise."""
+
+    mode: str
+    free_bytes: int
+    min_free_bytes: int
+    file_reclaimable: int
+    anon_lru: int
+    kernel_reclaimable: int
+    anon_reclaimable: int
+    effective_available: int
+    anon_efficiency_pct: float | None
+    file_efficiency_pct: float | None
+    anon_by_mode: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def kernel_would_retry(self) -> bool:
+        """should_reclaim_retry()'s watermark test: reclaimable + free above min."""
+        return self.kernel_reclaimable + self.free_bytes > self.min_free_bytes
+
+
+def estimate(
+    snapshot: HostSnapshot, window: ReclaimWindow | None, params: ModelParams
+) -> ReclaimEstimate:
+    """Apply every anon mode to a snapshot; the chosen mode decides effective_available."""
+    mem = snapshot.meminfo
+    anon_lru = mem.anon_lru
+    file_lru = mem.file_lru
+    swaps = snapshot.swaps
+    kernel_anon = kernel_anon_reclaimable(anon_lru, snapshot.swap_free_bytes)
+    anon_eff = file_eff = None
+    if window is not None:
+        anon_eff = efficiency_pct(window.anon_scanned, window.anon_stolen,
+                                  params.min_scanned_pages)
+        file_eff = efficiency_pct(window.file_scanned, window.file_stolen,
+                                  params.min_scanned_pages)
+    failing = anon_eff is not None and anon_eff < params.min_anon_efficiency_pct
+    compression = compression_anon_reclaimable(
+        kernel_anon, swaps, mem.total, params.assumed_compression_ratio
+    )
+    by_mode = {
+        "kernel": kernel_anon,
+        "ram-backed": ram_backed_anon_reclaimable(kernel_anon, swaps),
+        "efficiency": 0 if failing else kernel_anon,
+        "compression": compression,
+        "auto": 0 if failing else compression,
+    }
+    anon = by_mode[params.mode]
+    free_above_min = max(0, mem.free - snapshot.min_free_bytes)
+    return ReclaimEstimate(
+        mode=params.mode,
+        free_bytes=mem.free,
+        min_free_bytes=snapshot.min_free_bytes,
+        file_reclaimable=file_lru,
+        anon_lru=anon_lru,
+        kernel_reclaimable=file_lru + kernel_anon,
+        anon_reclaimable=anon,
+        effective_available=free_above_min + file_lru + anon,
+        anon_efficiency_pct=anon_eff,
+        file_efficiency_pct=file_eff,
+        anon_by_mode=by_mode,
+    )
