@@ -1,0 +1,280 @@
+"""cgroupfs, v2 and hybrid: where groups live and what memory they hold.
+
+Paths given to and returned by this module are cgroup paths relative to the v2
+hierarchy ("/", "/user.slice/..."). On a pure v2 host memory figures come from the
+group itself; on a hybrid host (memory controller on v1) they come from the v1
+memory cgroup that the group's processes belong to.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from zoomd.errors import KernelFileError
+from zoomd.kernel.keyvalue import parse_int, parse_name_values
+from zoomd.kernel.mountinfo import Mount, read_mountinfo
+from zoomd.kernel.proc_cgroup import read_proc_cgroup
+from zoomd.kernel.psi import Psi, parse_psi
+from zoomd.kernel.root import Root
+
+UNLIMITED_V1 = 1 << 62  # v1 prints PAGE_COUNTER_MAX * page size for "no limit"
+MAX_PIDS_SAMPLED = 64
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupLayout:
+    """Where each hierarchy is mounted (kernel paths) and who holds memory."""
+
+    v2: Mount | None
+    v1: dict[str, Mount]  # controller -> mount
+    memory_on_v2: bool
+
+    @property
+    def hybrid(self) -> bool:
+        return not self.memory_on_v2 and "memory" in self.v1
+
+    def v2_dir(self, cgpath: str) -> str:
+        if self.v2 is None:
+            raise KernelFileError("/proc/self/mountinfo", "no cgroup2 mount")
+        return _under(self.v2, cgpath)
+
+    def v1_dir(self, controller: str, cgpath: str) -> str | None:
+        mount = self.v1.get(controller)
+        return None if mount is None else _under(mount, cgpath)
+
+
+def _under(mount: Mount, cgpath: str) -> str:
+    """Map a hierarchy path to its directory, minding a mount of a sub-tree."""
+    rel = cgpath
+    if mount.root not in ("/", "") and (cgpath + "/").startswith(mount.root.rstrip("/") + "/"):
+        rel = cgpath[len(mount.root.rstrip("/")):]
+    rel = rel.strip("/")
+    return mount.mount_point if not rel else f"{mount.mount_point.rstrip('/')}/{rel}"
+
+
+def detect_layout(root: Root) -> CgroupLayout:
+    v2: Mount | None = None
+    v1: dict[str, Mount] = {}
+    for mount in read_mountinfo(root):
+        if mount.fstype == "cgroup2":
+            if v2 is None:
+                v2 = mount
+        elif mount.fstype == "cgroup":
+            for option in mount.super_options:
+                if option in ("rw", "ro") or option.startswith("release_agent"):
+                    continue
+                v1.setdefault(option, mount)
+    memory_on_v2 = False
+    if v2 is not None:
+        controllers = root.read_optional(f"{v2.mount_point}/cgroup.controllers")
+        memory_on_v2 = controllers is not None and "memory" in controllers.split()
+    return CgroupLayout(v2, v1, memory_on_v2)
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupMemory:
+    """Memory figures of a group, normalised across v1 and v2 (bytes; None = unknown)."""
+
+    source: str  # "v2", "v1:<path>" or "procs"
+    current: int | None
+    limit: int | None  # None: no limit
+    swap: int | None
+    anon: int | None
+    file: int | None
+    stat: dict[str, int] = field(default_factory=dict)  # normalised memory.stat names
+
+    def get(self, name: str) -> int | None:
+        return self.stat.get(name)
+
+
+# v1 hierarchical memory.stat names -> the v2 names used everywhere in zoomd.
+_V1_STAT_NAMES = {
+    "total_rss": "anon",
+    "total_cache": "file",
+    "total_swap": "swap",
+    "total_inactive_anon": "inactive_anon",
+    "total_active_anon": "active_anon",
+    "total_inactive_file": "inactive_file",
+    "total_active_file": "active_file",
+    "total_workingset_refault_anon": "workingset_refault_anon",
+    "total_workingset_refault_file": "workingset_refault_file",
+    "total_pgmajfault": "pgmajfault",
+    "total_pgfault": "pgfault",
+}
+
+
+def _read_int_file(root: Root, path: str, name: str) -> int | None:
+    text = root.read_optional(path)
+    if text is None:
+        return None
+    value = text.strip()
+    if value == "max":
+        return None
+    return parse_int(root.join(path), name, value)
+
+
+class CgroupReader:
+    """Reads groups of one host; cheap to create, holds no files open."""
+
+    def __init__(self, root: Root, layout: CgroupLayout | None = None) -> None:
+        self.root = root
+        self.layout = layout or detect_layout(root)
+
+    # -- tree -----------------------------------------------------------------------
+    def exists(self, cgpath: str) -> bool:
+        return self.root.exists(self.layout.v2_dir(cgpath))
+
+    def children(self, cgpath: str) -> list[str]:
+        directory = self.layout.v2_dir(cgpath)
+        base = cgpath.rstrip("/")
+        names = []
+        for name in self.root.listdir(directory):
+            if os.path.isdir(self.root.join(f"{directory}/{name}")):
+                names.append(f"{base}/{name}")
+        return names
+
+    def procs(self, cgpath: str) -> list[int]:
+        """PIDs directly in a group (empty if it vanished)."""
+        text = self.root.read_optional(f"{self.layout.v2_dir(cgpath)}/cgroup.procs")
+        if text is None:
+            return []
+        path = self.root.join(f"{self.layout.v2_dir(cgpath)}/cgroup.procs")
+        return [parse_int(path, "pid", p) for p in text.split()]
+
+    def subtree_procs(self, cgpath: str, limit: int | None = None) -> list[int]:
+        pids: list[int] = []
+        stack = [cgpath]
+        while stack:
+            current = stack.pop()
+            pids.extend(self.procs(current))
+            if limit is not None and len(pids) >= limit:
+                return pids[:limit]
+            stack.extend(self.children(current))
+        return pids
+
+    def pressure(self, cgpath: str) -> Psi | None:
+        path = f"{self.layout.v2_dir(cgpath)}/memory.pressure"
+        text = self.root.read_optional(path)
+        return None if text is None else parse_psi(text, self.root.join(path))
+
+    def oom_group(self, cgpath: str) -> bool:
+        value = _read_int_file(self.root, f"{self.layout.v2_dir(cgpath)}/memory.oom.group",
+                               "memory.oom.group")
+        return bool(value)
+
+    def events(self, cgpath: str) -> dict[str, int]:
+        path = f"{self.layout.v2_dir(cgpath)}/cgroup.events"
+        text = self.root.read_optional(path)
+        return {} if text is None else parse_name_values(text, self.root.join(path))
+
+    # -- memory ---------------------------------------------------------------------
+    def memory(self, cgpath: str) -> CgroupMemory | None:
+        """Memory figures of a group; None when the group has none we can find."""
+        if self.layout.memory_on_v2:
+            return self._memory_v2(cgpath)
+        v1path = self.v1_memory_path(cgpath)
+        if v1path is not None and v1path != "/":
+            return self._memory_v1(v1path)
+        return self._memory_procs(cgpath)
+
+    def _memory_v2(self, cgpath: str) -> CgroupMemory | None:
+        directory = self.layout.v2_dir(cgpath)
+        stat_text = self.root.read_optional(f"{directory}/memory.stat")
+        if stat_text is None:
+            return None
+        stat = parse_name_values(stat_text, self.root.join(f"{directory}/memory.stat"))
+        swap = _read_int_file(self.root, f"{directory}/memory.swap.current",
+                              "memory.swap.current")
+        if swap is not None:
+            stat.setdefault("swap", swap)
+        return CgroupMemory(
+            source="v2",
+            current=_read_int_file(self.root, f"{directory}/memory.current", "memory.current"),
+            limit=_read_int_file(self.root, f"{directory}/memory.max", "memory.max"),
+            swap=swap,
+            anon=stat.get("anon"),
+            file=stat.get("file"),
+            stat=stat,
+        )
+
+    def v1_memory_path(self, cgpath: str) -> str | None:
+        """The v1 memory cgroup shared by a v2 group's processes (their common ancestor)."""
+        if "memory" not in self.layout.v1:
+            return None
+        common: list[str] | None = None
+        for pid in self.subtree_procs(cgpath, limit=MAX_PIDS_SAMPLED):
+            membership = read_proc_cgroup(self.root, pid)
+            if membership is None or "memory" not in membership.v1:
+                continue
+            parts = [p for p in membership.v1["memory"].split("/") if p]
+            if common is None:
+                common = parts
+            else:
+                n = 0
+                while n < min(len(common), len(parts)) and common[n] == parts[n]:
+                    n += 1
+                common = common[:n]
+        if common is None:
+            return None
+        return "/" + "/".join(common)
+
+    def _memory_v1(self, v1path: str) -> CgroupMemory | None:
+        directory = self.layout.v1_dir("memory", v1path)
+        if directory is None:
+            return None
+        stat_path = f"{directory}/memory.stat"
+        stat_text = self.root.read_optional(stat_path)
+        if stat_text is None:
+            return None
+        raw = parse_name_values(stat_text, self.root.join(stat_path))
+        stat = {new: raw[old] for old, new in _V1_STAT_NAMES.items() if old in raw}
+        usage = _read_int_file(self.root, f"{directory}/memory.usage_in_bytes",
+                               "memory.usage_in_bytes")
+        limit = _read_int_file(self.root, f"{directory}/memory.limit_in_bytes",
+                               "memory.limit_in_bytes")
+        if limit is not None and limit >= UNLIMITED_V1:
+            limit = None
+        return CgroupMemory(
+            source=f"v1:{v1path}",
+            current=usage,
+            limit=limit,
+            swap=stat.get("swap"),
+            anon=stat.get("anon"),
+            file=stat.get("file"),
+            stat=stat,
+        )
+
+    def _memory_procs(self, cgpath: str) -> CgroupMemory | None:
+        """Last resort on hybrid hosts: sum the members' RSS and swap from /proc."""
+        rss = swap = 0
+        seen = False
+        for pid in self.subtree_procs(cgpath):
+            text = self.root.read_optional(f"/proc/{pid}/status")
+            if text is None:
+                continue
+            for line in text.splitlines():
+                if line.startswith(("VmRSS:", "VmSwap:")):
+                    parts = line.split()
+                    if len(parts) >= 2 and parts[1].isdigit():
+                        if line.startswith("VmRSS:"):
+                            rss += int(parts[1]) * 1024
+                        else:
+                            swap += int(parts[1]) * 1024
+                        seen = True
+        if not seen:
+            return None
+        return CgroupMemory("procs", rss, None, swap, None, None, {"swap": swap})
+
+    def xattr(self, cgpath: str, name: str) -> bytes | None:
+        """An extended attribute of the group's v2 directory (None: unset/unsupported)."""
+        try:
+            return os.getxattr(self.root.join(self.layout.v2_dir(cgpath)), name)
+        except OSError:
+            return None
+
+    def owner_uid(self, cgpath: str) -> int | None:
+        try:
+            return os.stat(self.root.join(self.layout.v2_dir(cgpath))).st_uid
+        except OSError:
+            return None
