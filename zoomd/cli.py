@@ -16,7 +16,17 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from zoomd.status import collect, dumps, render_text, status_json
 
     params = ModelParams(mode=args.mode)
-    snap, est, window = collect(Root(args.root), args.sample, params, args.page_size)
+    root = Root(args.root)
+    try:
+        snap, est, window = collect(root, args.sample, params, args.page_size)
+    except ZoomdError as first:
+        from zoomd.diagnose import find_problems
+
+        problems = find_problems(root) or [str(first)]
+        for problem in problems:
+            print(f"zoomd: {problem}", file=sys.stderr)
+        print("zoomd: status cannot be trusted: not shown", file=sys.stderr)
+        return first.exit_status
     data = status_json(snap, est, window)
     print(dumps(data) if args.json else render_text(data))
     return 0

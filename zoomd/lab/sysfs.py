@@ -1,0 +1,119 @@
+"""Small helpers the lab shares: sysfs/cgroupfs writes, mounts and our own cgroups.
+
+The lab only needs a handful of values from /proc/self/mountinfo and /proc/self/cgroup,
+so it parses them here instead of depending on the product's parsers (written
+elsewhere). Mount points are always found, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+from zoomd.errors import ZoomdError
+
+RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
+
+
+class LabError(ZoomdError):
+    """The lab could not set up or tear down something; the message says what and where."""
+
+
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def write_text(path: str, value: str | int) -> None:
+    """Write one value with a single write(2), as cgroupfs and sysfs expect."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def run(argv: list[str]) -> str:
+    """Run a helper tool (mkswap, swapon, ...) and raise LabError with its stderr."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip()
+        raise LabError(f"{' '.join(argv)}: exit {proc.returncode}: {msg}")
+    return proc.stdout
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
+    out, i = [], 0
+    while i < len(field):
+        octal = field[i + 1 : i + 4]
+        if field[i] == "\\" and len(octal) == 3 and octal.isdigit():
+            out.append(chr(int(octal, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """The few mountinfo fields the lab needs."""
+
+    point: str
+    dev: int
+    fstype: str
+    options: tuple[str, ...]
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    result: list[Mount] = []
+    for line in read_text(mountinfo).splitlines():
+        head, sep, tail = line.partition(" - ")
+        fields, rest = head.split(), tail.split()
+        if not sep or len(fields) < 5 or len(rest) < 2:
+            continue
+        major, _, minor = fields[2].partition(":")
+        options = tuple(rest[2].split(",")) if len(rest) > 2 else ()
+        result.append(
+            Mount(_unescape(fields[4]), os.makedev(int(major), int(minor)), rest[0], options)
+        )
+    return result
+
+
+def cgroup2_mount() -> str | None:
+    """The first cgroup2 mount point (the unified hierarchy), or None."""
+    for m in mounts():
+        if m.fstype == "cgroup2":
+            return m.point
+    return None
+
+
+def cgroup1_mount(controller: str) -> str | None:
+    """The v1 hierarchy that carries `controller` (e.g. memory), or None on pure v2."""
+    for m in mounts():
+        if m.fstype == "cgroup" and controller in m.options:
+            return m.point
+    return None
+
+
+def own_cgroup(controller: str | None) -> str | None:
+    """Our cgroup path in a v1 controller's hierarchy, or in v2 when controller is None."""
+    for line in read_text("/proc/self/cgroup").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller is None and controllers == "":
+            return path
+        if controller is not None and controller in controllers.split(","):
+            return path
+    return None
+
+
+def filesystem_type(path: str) -> str:
+    """Type of the filesystem holding `path`, matched by device number (not prefix)."""
+    dev = os.stat(path).st_dev
+    found = "unknown"
+    for m in mounts():
+        if m.dev == dev:
+            found = m.fstype  # last match wins: the topmost mount of that device
+    return found
