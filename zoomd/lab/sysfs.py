@@ -43,7 +43,7 @@ def run(argv: list[str]) -> str:
     return proc.stdout
 
 
-def _unescape(field: str) -> str:
+def unescape_octal(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
     out, i = [], 0
     while i < len(field):
@@ -77,7 +77,7 @@ def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
         major, _, minor = fields[2].partition(":")
         options = tuple(rest[2].split(",")) if len(rest) > 2 else ()
         result.append(
-            Mount(_unescape(fields[4]), os.makedev(int(major), int(minor)), rest[0], options)
+            Mount(unescape_octal(fields[4]), os.makedev(int(major), int(minor)), rest[0], options)
         )
     return result
 
