@@ -62,6 +62,7 @@ class Mount:
     """The few mountinfo fields the lab needs."""
 
     point: str
+    root: str  # the path inside the filesystem (or cgroup hierarchy) mounted at `point`
     dev: int
     fstype: str
     options: tuple[str, ...]
@@ -77,25 +78,40 @@ def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
         major, _, minor = fields[2].partition(":")
         options = tuple(rest[2].split(",")) if len(rest) > 2 else ()
         result.append(
-            Mount(unescape_octal(fields[4]), os.makedev(int(major), int(minor)), rest[0], options)
+            Mount(
+                unescape_octal(fields[4]),
+                unescape_octal(fields[3]),
+                os.makedev(int(major), int(minor)),
+                rest[0],
+                options,
+            )
         )
     return result
 
 
-def cgroup2_mount() -> str | None:
-    """The first cgroup2 mount point (the unified hierarchy), or None."""
+def cgroup2_mount() -> Mount | None:
+    """The first cgroup2 mount (the unified hierarchy), or None."""
     for m in mounts():
         if m.fstype == "cgroup2":
-            return m.point
+            return m
     return None
 
 
-def cgroup1_mount(controller: str) -> str | None:
+def cgroup1_mount(controller: str) -> Mount | None:
     """The v1 hierarchy that carries `controller` (e.g. memory), or None on pure v2."""
     for m in mounts():
         if m.fstype == "cgroup" and controller in m.options:
-            return m.point
+            return m
     return None
+
+
+def cgroup_dir(mount: Mount, cgroup_path: str) -> str:
+    """Directory of a /proc/self/cgroup path under a mount whose root may not be '/'."""
+    root = mount.root.rstrip("/")
+    rel = cgroup_path
+    if root and (cgroup_path == root or cgroup_path.startswith(root + "/")):
+        rel = cgroup_path[len(root) :]
+    return os.path.join(mount.point, rel.lstrip("/")).rstrip("/")
 
 
 def own_cgroup(controller: str | None) -> str | None:
