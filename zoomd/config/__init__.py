@@ -1,0 +1,1 @@
+"""Configuration: the TOML schema (pydantic), value types, loading with drop-ins."""

@@ -1,0 +1,175 @@
+"""Load zoomd.toml plus its drop-in directory, and turn errors into one line each.
+
+Drop-ins (`<config>.d/*.toml`, applied in name order) override tables key by key;
+`[[policy]]` entries with the name of an existing policy replace it, new names
+are appended, so a host can add or retune one rule without copying the file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from typing import Any
+
+from pydantic import ValidationError
+
+from zoomd.config.schema import Config
+from zoomd.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SYSTEM_CONFIG = "/etc/zoomd/zoomd.toml"
+
+
+def shipped_config_path() -> str:
+    """The default configuration installed with the package."""
+    return str(resources.files("zoomd") / "data" / "zoomd.toml")
+
+
+def default_config_path() -> str:
+    return SYSTEM_CONFIG if os.path.exists(SYSTEM_CONFIG) else shipped_config_path()
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, None, "no such file") from None
+    except PermissionError:
+        raise ConfigError(path, None, "permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(path, None, "is a directory") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "not valid UTF-8") from None
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if key == "policy" and isinstance(value, list) and isinstance(merged.get(key), list):
+            policies = list(merged[key])
+            for entry in value:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                for i, old in enumerate(policies):
+                    if isinstance(old, dict) and name is not None and old.get("name") == name:
+                        policies[i] = _merge(old, entry)
+                        break
+                else:
+                    policies.append(entry)
+            merged[key] = policies
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _key_path(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int) and isinstance(node, list):
+            name = node[item].get("name") if isinstance(node[item], dict) else None
+            parts[-1] = f"{parts[-1]}[{item}]" + (f"({name})" if name else "")
+            node = node[item]
+            continue
+        if item == "for_":
+            item = "for"
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def _source_of(loc: tuple[Any, ...], sources: list[tuple[str, dict[str, Any]]]) -> str:
+    """The last file that set the key a validation error is about."""
+    for path, data in reversed(sources):
+        node: Any = data
+        found = True
+        for item in loc:
+            if item == "for_":
+                item = "for"
+            if isinstance(node, dict) and item in node:
+                node = node[item]
+            elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+                node = node[item]
+            else:
+                found = False
+                break
+        if found:
+            return path
+    return sources[-1][0]
+
+
+def drop_in_files(config_path: str) -> list[str]:
+    directory = config_path + ".d"
+    if not os.path.isdir(directory):
+        return []
+    return [os.path.join(directory, n) for n in sorted(os.listdir(directory))
+            if n.endswith(".toml")]
+
+
+def load_config(path: str | None = None, drop_ins: bool = True) -> tuple[Config, list[str]]:
+    """Load and validate; returns the config and the files it came from."""
+    main_path = path or default_config_path()
+    sources = [(main_path, _read_toml(main_path))]
+    if drop_ins:
+        sources.extend((p, _read_toml(p)) for p in drop_in_files(main_path))
+    merged: dict[str, Any] = {}
+    for _, data in sources:
+        merged = _merge(merged, data)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "literal_error":
+            message = f"expected {err['ctx']['expected']}, got {err['input']!r}"
+        raise ConfigError(_source_of(loc, sources), _key_path(loc, merged) or None,
+                          message) from None
+    return config, [p for p, _ in sources]
+
+
+def dump_config(config: Config) -> str:
+    """The effective configuration as TOML-like text (for `zoomd check`)."""
+    data = config.model_dump(by_alias=True, exclude_none=True)
+    lines: list[str] = []
+
+    def scalar(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return f"{value}"
+        if isinstance(value, tuple | list):
+            return "[" + ", ".join(scalar(v) for v in value) + "]"
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def table(header: str, body: dict[str, Any]) -> None:
+        lines.append(header)
+        nested = []
+        for key, value in body.items():
+            if isinstance(value, dict):
+                nested.append((key, value))
+            else:
+                lines.append(f"{key} = {scalar(value)}")
+        for key, value in nested:
+            if value:
+                lines.append("")
+                prefix = header.strip("[]")
+                table(f"[{prefix}.{key}]", value)
+        lines.append("")
+
+    table("[daemon]", data["daemon"])
+    table("[reclaim]", data["reclaim"])
+    for policy in data["policy"]:
+        table("[[policy]]", policy)
+    return "\n".join(lines).replace("[[policy]].", "policy.")

@@ -1,0 +1,121 @@
+"""The schema of zoomd.toml. Every key is documented in the shipped zoomd.toml.
+
+Unknown keys are errors (a typo must not silently disable a rule).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from zoomd.config.units import Duration, Percent, SizeValue
+
+AnonMode = Literal["kernel", "ram-backed", "efficiency", "compression", "auto"]
+RankKey = Literal["pgscan", "memory", "swap", "pressure", "refaults"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class DaemonSection(Strict):
+    interval: Duration = 1.0
+    fast_interval: Duration = 0.25
+    psi_triggers: bool = True
+    dry_run: bool = False
+    log_format: Literal["journal", "json"] = "journal"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    mlock: bool = True
+    oom_score_adj: int = Field(-1000, ge=-1000, le=1000)
+    protect: tuple[str, ...] = ()
+    thaw_on_exit: bool = True
+
+
+class ReclaimSection(Strict):
+    anon: AnonMode = "auto"
+    min_anon_efficiency: Percent = 30.0
+    min_scanned_pages: int = Field(256, ge=1)
+    assumed_compression_ratio: float = Field(2.0, ge=1.0, le=64.0)
+
+
+class Conditions(Strict):
+    """Trigger conditions; in [policy.all] every one set must hold, in [policy.any] one."""
+
+    memory_pressure_full_above: Percent | None = None
+    memory_pressure_some_above: Percent | None = None
+    memory_pressure_full_avg10_above: Percent | None = None
+    effective_available_below: SizeValue | None = None
+    anon_efficiency_below: Percent | None = None
+    refault_rate_above: Percent | None = None
+    all_swap_ram_backed: bool | None = None
+    reclaim_activity: bool | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+
+class ProcessRules(Strict):
+    """For action = "kill-process": which process in the chosen cgroup dies."""
+
+    protect: tuple[str, ...] = ()  # regexes on the process name or command line
+    prefer: tuple[str, ...] = ()
+
+
+class Policy(Strict):
+    name: str = Field(min_length=1)
+    monitor: str = "/"
+    candidates: tuple[str, ...] = ("**",)
+    window: Duration = 5.0
+    for_: Duration = Field(3.0, alias="for")
+    all: Conditions = Conditions()
+    any: Conditions = Conditions()
+    action: Literal["kill", "freeze", "kill-process"] = "kill"
+    rank: tuple[RankKey, ...] = ("refaults", "memory")
+    protect: tuple[str, ...] = ()
+    prefer: tuple[str, ...] = ()
+    avoid: tuple[str, ...] = ()
+    dry_run: bool = False
+    post_action_delay: Duration = 15.0
+    thaw_after: Duration = 30.0
+    kill_after_frozen: Duration | None = None
+    process: ProcessRules = ProcessRules()
+
+    @field_validator("monitor")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected an absolute cgroup path such as \"/user.slice\", "
+                             f"got {value!r}")
+        return "/" + value.strip("/") if value != "/" else "/"
+
+    @field_validator("candidates", "protect", "prefer", "avoid", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("rank", mode="before")
+    @classmethod
+    def _rank_list(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _has_trigger(self) -> Policy:
+        if self.all.is_empty() and self.any.is_empty():
+            raise ValueError("a policy needs at least one condition in [policy.all] or "
+                             "[policy.any]")
+        return self
+
+
+class Config(Strict):
+    daemon: DaemonSection = DaemonSection()
+    reclaim: ReclaimSection = ReclaimSection()
+    policy: tuple[Policy, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        names = [p.name for p in self.policy]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policy names must be unique, repeated: {', '.join(dupes)}")
+        return self

@@ -1,0 +1,112 @@
+"""Typed values of zoomd.toml: durations, sizes (bytes or % of a total), percentages.
+
+Operators write "500ms", "30s", "2min", "512M", "5%"; a bare number is accepted
+where its unit is unambiguous (seconds, bytes, percent).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|m|min|h)?\s*$")
+_DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0,
+                   "h": 3600.0}
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B|%)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from "500ms", "30s", "2min", "1h" or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as \"500ms\", \"30s\" or \"2min\"")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as \"500ms\", \"30s\" or \"2min\", "
+                         f"got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}min"
+    return f"{seconds:g}s"
+
+
+def parse_percent(value: Any) -> float:
+    """Percent from "40%" or 40 (0..100)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a percentage such as \"40%\"")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.endswith("%"):
+            raise ValueError(f"expected a percentage such as \"40%\", got {value!r}")
+        try:
+            number = float(text[:-1])
+        except ValueError:
+            raise ValueError(f"expected a percentage such as \"40%\", got {value!r}") from None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        raise ValueError(f"expected a percentage such as \"40%\", got {value!r}")
+    if not 0.0 <= number <= 100.0:
+        raise ValueError(f"a percentage must lie between 0 and 100, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    """Bytes, or a percentage of a total the user of the value supplies."""
+
+    bytes: int | None = None
+    percent: float | None = None
+
+    def resolve(self, total: int) -> int:
+        if self.percent is not None:
+            return int(total * self.percent / 100.0)
+        return int(self.bytes or 0)
+
+    def __str__(self) -> str:
+        if self.percent is not None:
+            return f"{self.percent:g}%"
+        value = int(self.bytes or 0)
+        for unit in ("T", "G", "M", "K"):
+            if value and value % _SIZE_UNITS[unit] == 0:
+                return f"{value // _SIZE_UNITS[unit]}{unit}"
+        return str(value)
+
+
+def parse_size(value: Any) -> Size:
+    """A size from "512M", "2G", "5%" or a number of bytes."""
+    if isinstance(value, Size):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as \"512M\" or \"5%\"")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return Size(bytes=value)
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        number = float(m.group(1))
+        unit = (m.group(2) or "").upper()
+        if unit == "%":
+            return Size(percent=parse_percent(f"{number}%"))
+        unit = unit.rstrip("B").rstrip("I") or ""
+        return Size(bytes=int(number * _SIZE_UNITS[unit]))
+    raise ValueError(f"expected a size such as \"512M\", \"2G\" or \"5%\", got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+Percent = Annotated[float, BeforeValidator(parse_percent),
+                    PlainSerializer(lambda v: f"{v:g}%")]
+SizeValue = Annotated[Size, BeforeValidator(parse_size), PlainSerializer(str)]

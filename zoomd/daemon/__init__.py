@@ -1,0 +1,1 @@
+"""The control loop: sample, evaluate policies, choose a victim, act, record."""
