@@ -8,7 +8,6 @@ are appended, so a host can add or retune one rule without copying the file.
 from __future__ import annotations
 
 import os
-import sys
 from importlib import resources
 from typing import Any
 
@@ -17,10 +16,10 @@ from pydantic import ValidationError
 from zoomd.config.schema import Config
 from zoomd.errors import ConfigError
 
-if sys.version_info >= (3, 11):
+try:
     import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+except ImportError:  # pragma: no cover - Pythons before 3.11
+    import tomli as tomllib  # type: ignore[no-redef]
 
 SYSTEM_CONFIG = "/etc/zoomd/zoomd.toml"
 
@@ -95,9 +94,9 @@ def _source_of(loc: tuple[Any, ...], sources: list[tuple[str, dict[str, Any]]]) 
         for item in loc:
             if item == "for_":
                 item = "for"
-            if isinstance(node, dict) and item in node:
-                node = node[item]
-            elif isinstance(node, list) and isinstance(item, int) and item < len(node):
+            in_dict = isinstance(node, dict) and item in node
+            in_list = isinstance(node, list) and isinstance(item, int) and item < len(node)
+            if in_dict or in_list:
                 node = node[item]
             else:
                 found = False

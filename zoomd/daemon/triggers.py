@@ -1,0 +1,141 @@
+"""Trigger conditions evaluated over a window of a group's history (pure functions).
+
+Rates come from cumulative counters (PSI `total`, refaults, scans) so that any
+window works and nothing lags like avg10. A condition whose input is unavailable
+does not hold: without evidence zoomd does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoomd.config.schema import Conditions
+from zoomd.daemon.sample import GroupSample, History
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFigures:
+    """What a window shows; None where the kernel or the window gives no evidence."""
+
+    seconds: float
+    pressure_full_pct: float | None
+    pressure_some_pct: float | None
+    pressure_full_avg10: float | None
+    refault_rate_pct: float | None  # % of memory_basis refaulted per second
+    anon_efficiency_pct: float | None
+    pgscan_delta: int | None
+    effective_available: int | None
+    memory_basis: int | None
+    all_swap_ram_backed: bool
+
+    def to_json(self) -> dict[str, object]:
+        def rnd(v: float | None) -> float | None:
+            return None if v is None else round(v, 2)
+
+        return {
+            "window_seconds": round(self.seconds, 3),
+            "memory_pressure_full_pct": rnd(self.pressure_full_pct),
+            "memory_pressure_some_pct": rnd(self.pressure_some_pct),
+            "memory_pressure_full_avg10": self.pressure_full_avg10,
+            "refault_rate_pct": rnd(self.refault_rate_pct),
+            "anon_efficiency_pct": rnd(self.anon_efficiency_pct),
+            "pgscan_delta": self.pgscan_delta,
+            "effective_available_bytes": self.effective_available,
+            "memory_basis_bytes": self.memory_basis,
+            "all_swap_ram_backed": self.all_swap_ram_backed,
+        }
+
+
+def _delta(a: int | None, b: int | None) -> int | None:
+    if a is None or b is None or b < a:
+        return None
+    return b - a
+
+
+def window_figures(history: History, window: float, page_size: int,
+                   min_scanned_pages: int) -> WindowFigures | None:
+    """Figures over the last `window` seconds; None until the history covers it."""
+    last = history.latest()
+    if last is None:
+        return None
+    first = history.at_or_before(last.t - window)
+    if first is None or first is last:
+        return None
+    return figures_between(first, last, page_size, min_scanned_pages)
+
+
+def figures_between(first: GroupSample, last: GroupSample, page_size: int,
+                    min_scanned_pages: int) -> WindowFigures:
+    seconds = last.t - first.t
+    usec = seconds * 1e6
+
+    def pct(d: int | None) -> float | None:
+        return None if d is None or usec <= 0 else min(100.0, 100.0 * d / usec)
+
+    refaults = _delta(first.refaults, last.refaults)
+    refault_rate = None
+    if refaults is not None and last.memory_basis and seconds > 0:
+        refault_rate = 100.0 * refaults * page_size / seconds / last.memory_basis
+    scanned = _delta(first.anon_scanned, last.anon_scanned)
+    stolen = _delta(first.anon_stolen, last.anon_stolen)
+    efficiency = None
+    if scanned is not None and stolen is not None and scanned >= max(1, min_scanned_pages):
+        efficiency = min(100.0, 100.0 * stolen / scanned)
+    return WindowFigures(
+        seconds=seconds,
+        pressure_full_pct=pct(_delta(first.psi_full_us, last.psi_full_us)),
+        pressure_some_pct=pct(_delta(first.psi_some_us, last.psi_some_us)),
+        pressure_full_avg10=last.psi_full_avg10,
+        refault_rate_pct=refault_rate,
+        anon_efficiency_pct=efficiency,
+        pgscan_delta=_delta(first.pgscan, last.pgscan),
+        effective_available=last.effective_available,
+        memory_basis=last.memory_basis,
+        all_swap_ram_backed=last.all_swap_ram_backed,
+    )
+
+
+def condition_results(cond: Conditions, fig: WindowFigures) -> dict[str, bool]:
+    """Each condition set in `cond`, and whether it holds over the window."""
+    results: dict[str, bool] = {}
+
+    def above(value: float | None, threshold: float) -> bool:
+        return value is not None and value > threshold
+
+    def below(value: float | None, threshold: float) -> bool:
+        return value is not None and value < threshold
+
+    if cond.memory_pressure_full_above is not None:
+        results["memory_pressure_full_above"] = above(fig.pressure_full_pct,
+                                                      cond.memory_pressure_full_above)
+    if cond.memory_pressure_some_above is not None:
+        results["memory_pressure_some_above"] = above(fig.pressure_some_pct,
+                                                      cond.memory_pressure_some_above)
+    if cond.memory_pressure_full_avg10_above is not None:
+        results["memory_pressure_full_avg10_above"] = above(
+            fig.pressure_full_avg10, cond.memory_pressure_full_avg10_above)
+    if cond.effective_available_below is not None:
+        threshold = (cond.effective_available_below.resolve(fig.memory_basis)
+                     if fig.memory_basis else None)
+        results["effective_available_below"] = (
+            threshold is not None and below(fig.effective_available, threshold))
+    if cond.anon_efficiency_below is not None:
+        results["anon_efficiency_below"] = below(fig.anon_efficiency_pct,
+                                                 cond.anon_efficiency_below)
+    if cond.refault_rate_above is not None:
+        results["refault_rate_above"] = above(fig.refault_rate_pct, cond.refault_rate_above)
+    if cond.all_swap_ram_backed is not None:
+        results["all_swap_ram_backed"] = fig.all_swap_ram_backed == cond.all_swap_ram_backed
+    if cond.reclaim_activity is not None:
+        active = fig.pgscan_delta is not None and fig.pgscan_delta > 0
+        results["reclaim_activity"] = active == cond.reclaim_activity
+    return results
+
+
+def conditions_hold(all_of: Conditions, any_of: Conditions,
+                    fig: WindowFigures) -> tuple[bool, dict[str, bool], dict[str, bool]]:
+    """The policy's verdict: every `all` condition and (if any are set) one `any`."""
+    all_results = condition_results(all_of, fig)
+    any_results = condition_results(any_of, fig)
+    holds = all(all_results.values()) and (not any_results or any(any_results.values()))
+    return holds, all_results, any_results
