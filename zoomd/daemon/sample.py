@@ -18,7 +18,8 @@ class GroupSample:
     pgscan: int | None  # pages, cumulative (group's own on v2, host's otherwise)
     anon_scanned: int | None  # host-wide vmstat, cumulative
     anon_stolen: int | None
-    memory_basis: int | None  # bytes against which rates and sizes are relative
+    memory_basis: int | None  # bytes that effective_available_below "N%" is relative to
+    refault_basis: int | None  # bytes that refault rates are relative to
     effective_available: int | None  # bytes, reclaim model applied
     all_swap_ram_backed: bool
 

@@ -74,8 +74,8 @@ def figures_between(first: GroupSample, last: GroupSample, page_size: int,
 
     refaults = _delta(first.refaults, last.refaults)
     refault_rate = None
-    if refaults is not None and last.memory_basis and seconds > 0:
-        refault_rate = 100.0 * refaults * page_size / seconds / last.memory_basis
+    if refaults is not None and last.refault_basis and seconds > 0:
+        refault_rate = 100.0 * refaults * page_size / seconds / last.refault_basis
     scanned = _delta(first.anon_scanned, last.anon_scanned)
     stolen = _delta(first.anon_stolen, last.anon_stolen)
     efficiency = None

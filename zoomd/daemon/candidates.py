@@ -1,0 +1,177 @@
+"""Victim choice: which descendants of a watched group may be acted on, and in what order.
+
+Enumeration and exclusion read cgroupfs; ranking is a pure function of the
+collected figures so that it can be tested on synthetic candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from zoomd.config.schema import Policy
+from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
+from zoomd.kernel.cgroups import CgroupReader
+
+PREFER, NORMAL, AVOID = 0, 1, 2
+PREFERENCE_NAMES = {PREFER: "prefer", NORMAL: "normal", AVOID: "avoid"}
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A group that may be acted on, with the figures rankings use."""
+
+    path: str
+    preference: int = NORMAL
+    memory: int = 0
+    swap: int = 0
+    refaults: int | None = None  # cumulative pages
+    pgscan: int | None = None
+    pressure_full_us: int | None = None
+    deltas: dict[str, int] = field(default_factory=dict)  # over the pending period
+
+    def score(self, key: str) -> int:
+        if key == "memory":
+            return self.memory
+        if key == "swap":
+            return self.swap
+        if key == "pgscan" and "pgscan" not in self.deltas:
+            return self.deltas.get("refaults", 0)  # no per-group pgscan: hybrid hosts
+        return self.deltas.get(key, 0)
+
+    def to_json(self, rank: tuple[str, ...]) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "preference": PREFERENCE_NAMES[self.preference],
+            "scores": {key: self.score(key) for key in rank},
+            "memory_bytes": self.memory,
+            "swap_bytes": self.swap,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusions:
+    """What is never a candidate: protected globs and groups holding vital processes."""
+
+    protect: tuple[str, ...]
+    vital_groups: tuple[str, ...]  # PID 1's and zoomd's own v2 groups
+
+
+def excluded_reason(path: str, ex: Exclusions) -> str | None:
+    if path == "/":
+        return "root cgroup"
+    for vital in ex.vital_groups:
+        if is_ancestor_or_self(path, vital):
+            return f"contains {vital} (PID 1 or zoomd)"
+    if matches(path, ex.protect):
+        return "protected"
+    return None
+
+
+def walk_candidates(reader: CgroupReader, monitor: str) -> list[str]:
+    """Descendants of `monitor`, stopping at leaves and memory.oom.group=1 groups."""
+    found: list[str] = []
+    stack = list(reversed(reader.children(monitor)))
+    while stack:
+        path = stack.pop()
+        children = reader.children(path)
+        if not children or reader.oom_group(path):
+            found.append(path)
+        else:
+            stack.extend(reversed(children))
+    return found
+
+
+def xattr_preference(reader: CgroupReader, path: str, monitor_owner: int | None) -> int | None:
+    """systemd-oomd/oomd xattrs: None means omit; otherwise a preference class."""
+    owner = reader.owner_uid(path)
+    trusted_owner = owner is not None and (owner == 0 or owner == monitor_owner)
+    if trusted_owner and reader.xattr(path, "user.oomd_omit") is not None:
+        return None
+    if reader.xattr(path, "trusted.oomd_prefer") is not None:
+        return PREFER
+    if trusted_owner and reader.xattr(path, "user.oomd_prefer") is not None:
+        return PREFER
+    if trusted_owner and reader.xattr(path, "user.oomd_avoid") is not None:
+        return AVOID
+    return NORMAL
+
+
+def has_kernel_thread(reader: CgroupReader, path: str) -> bool:
+    for pid in reader.procs(path):
+        text = reader.root.read_optional(f"/proc/{pid}/stat")
+        if text is None:
+            continue
+        fields = text.rsplit(")", 1)[-1].split()
+        # fields[0] is the state (3rd field); flags is the 9th field overall.
+        if len(fields) > 6 and fields[6].isdigit() and int(fields[6]) & 0x00200000:
+            return True
+    return False
+
+
+def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
+            host_pgscan: int | None) -> tuple[list[Candidate], dict[str, str]]:
+    """Candidates with their current figures, and the reason each other group was skipped."""
+    skipped: dict[str, str] = {}
+    monitor_owner = reader.owner_uid(monitor)
+    out: list[Candidate] = []
+    for path in walk_candidates(reader, monitor):
+        rel = relative_to(path, monitor)
+        if not matches(rel, policy.candidates):
+            continue
+        reason = excluded_reason(path, ex)
+        if reason is None and matches(path, policy.protect):
+            reason = "protected by policy"
+        if reason is None and not reader.subtree_procs(path, limit=1):
+            reason = "empty"
+        if reason is None and has_kernel_thread(reader, path):
+            reason = "holds a kernel thread"
+        preference = NORMAL
+        if reason is None:
+            found = xattr_preference(reader, path, monitor_owner)
+            if found is None:
+                reason = "user.oomd_omit"
+            else:
+                preference = found
+        if reason is not None:
+            skipped[path] = reason
+            continue
+        if matches(path, policy.prefer):
+            preference = PREFER
+        elif matches(path, policy.avoid):
+            preference = AVOID
+        cand = Candidate(path=path, preference=preference)
+        memory = reader.memory(path)
+        if memory is not None:
+            cand.memory = memory.current or 0
+            cand.swap = memory.swap or 0
+            ra = memory.get("workingset_refault_anon")
+            rf = memory.get("workingset_refault_file")
+            if ra is not None or rf is not None:
+                cand.refaults = (ra or 0) + (rf or 0)
+            cand.pgscan = memory.get("pgscan")
+        psi = reader.pressure(path)
+        if psi is not None and psi.full is not None:
+            cand.pressure_full_us = psi.full.total_us
+        out.append(cand)
+    return out, skipped
+
+
+def apply_deltas(current: list[Candidate], baseline: dict[str, Candidate]) -> None:
+    """Fill each candidate's deltas from its reading at the start of the pending period."""
+    for cand in current:
+        base = baseline.get(cand.path)
+        for key, now, then in (
+            ("refaults", cand.refaults, base.refaults if base else None),
+            ("pgscan", cand.pgscan, base.pgscan if base else None),
+            ("pressure", cand.pressure_full_us, base.pressure_full_us if base else None),
+        ):
+            if now is not None and then is not None and now >= then:
+                cand.deltas[key] = now - then
+
+
+def rank(candidates: list[Candidate], keys: tuple[str, ...]) -> list[Candidate]:
+    """Preferred first, then by each key (largest first), then by path (deterministic)."""
+    return sorted(
+        candidates,
+        key=lambda c: (c.preference, *(-c.score(k) for k in keys), c.path),
+    )

@@ -1,0 +1,135 @@
+"""Samples a watched group every tick: its pressure file is kept open, the rest is cheap.
+
+"/" is the whole host: system PSI, /proc/vmstat and the host reclaim model. Any
+other path is a cgroup: its memory.pressure, and its memory figures from v2 or,
+on hybrid hosts, from the v1 memory cgroup its processes share.
+"""
+
+from __future__ import annotations
+
+import time
+
+from zoomd.daemon.sample import GroupSample
+from zoomd.errors import KernelFileError
+from zoomd.kernel.cgroups import CgroupMemory, CgroupReader
+from zoomd.kernel.hotfile import HotFile
+from zoomd.kernel.psi import parse_psi
+from zoomd.model.reclaim import ReclaimEstimate
+from zoomd.model.snapshot import HostSnapshot
+
+V1_PATH_REFRESH_S = 10.0
+
+
+def group_effective_available(mem: CgroupMemory, host: ReclaimEstimate,
+                              mem_total: int) -> tuple[int | None, int]:
+    """Effective available of a group against its limit, and the basis it is relative to.
+
+    Anon counts in the same proportion as on the host under the chosen mode: the
+    same swap devices, ratio and efficiency gate decide what pushing it out gives.
+    """
+    if mem.limit is None or mem.current is None:
+        return host.effective_available, mem_total
+    kernel_anon = host.anon_by_mode.get("kernel", 0)
+    fraction = host.anon_reclaimable / kernel_anon if kernel_anon > 0 else 0.0
+    anon = int((mem.anon or 0) * fraction)
+    headroom = max(0, mem.limit - mem.current)
+    return headroom + (mem.file or 0) + anon, mem.limit
+
+
+class GroupMonitor:
+    """One watched group's sampler."""
+
+    def __init__(self, path: str, reader: CgroupReader) -> None:
+        self.path = path
+        self.reader = reader
+        self._pressure: HotFile | None = None
+        self._v1_path: str | None = None
+        self._v1_checked = -1e9
+        if path != "/":
+            self._pressure = HotFile(reader.root.join(
+                f"{reader.layout.v2_dir(path)}/memory.pressure"), bufsize=512)
+
+    @property
+    def pressure_path(self) -> str:
+        if self.path == "/":
+            return self.reader.root.join("/proc/pressure/memory")
+        return self.reader.root.join(f"{self.reader.layout.v2_dir(self.path)}/memory.pressure")
+
+    def close(self) -> None:
+        if self._pressure is not None:
+            self._pressure.close()
+
+    def _memory(self) -> CgroupMemory | None:
+        reader = self.reader
+        if reader.layout.memory_on_v2:
+            return reader.memory(self.path)
+        now = time.monotonic()
+        if now - self._v1_checked > V1_PATH_REFRESH_S:
+            self._v1_path = reader.v1_memory_path(self.path)
+            self._v1_checked = now
+        if self._v1_path and self._v1_path != "/":
+            found = reader._memory_v1(self._v1_path)
+            if found is not None:
+                return found
+            self._v1_checked = -1e9  # the v1 group vanished: look again next tick
+        return reader.memory(self.path)
+
+    def sample(self, host: HostSnapshot, estimate: ReclaimEstimate) -> GroupSample:
+        vm = host.vmstat
+        anon_scanned, anon_stolen = vm.pgscan_anon, vm.pgsteal_anon
+        if self.path == "/":
+            psi = host.psi_memory
+            ra, rf = vm.refault_anon, vm.refault_file
+            refaults = None if rf is None else (ra or 0) + rf
+            return GroupSample(
+                t=host.monotonic,
+                psi_some_us=psi.some.total_us if psi else None,
+                psi_full_us=psi.full.total_us if psi and psi.full else None,
+                psi_full_avg10=psi.full.avg10 if psi and psi.full else None,
+                refaults=refaults,
+                pgscan=vm.pgscan_total,
+                anon_scanned=anon_scanned,
+                anon_stolen=anon_stolen,
+                memory_basis=host.meminfo.total,
+                refault_basis=host.meminfo.total,
+                effective_available=estimate.effective_available,
+                all_swap_ram_backed=host.all_ram_backed,
+            )
+        assert self._pressure is not None
+        psi = parse_psi(self._pressure.read(), self._pressure.path)
+        mem = self._memory()
+        refaults = pgscan = None
+        effective: int | None = estimate.effective_available
+        basis: int | None = host.meminfo.total
+        refault_basis: int | None = basis
+        if mem is not None:
+            ra = mem.get("workingset_refault_anon")
+            rf = mem.get("workingset_refault_file")
+            if ra is not None or rf is not None:
+                refaults = (ra or 0) + (rf or 0)
+            pgscan = mem.get("pgscan")
+            effective, basis = group_effective_available(mem, estimate, host.meminfo.total)
+            # Refault rates relative to the group's limit, or to what it holds.
+            refault_basis = mem.limit or mem.current or basis
+        return GroupSample(
+            t=host.monotonic,
+            psi_some_us=psi.some.total_us,
+            psi_full_us=psi.full.total_us if psi.full else None,
+            psi_full_avg10=psi.full.avg10 if psi.full else None,
+            refaults=refaults,
+            pgscan=pgscan if pgscan is not None else vm.pgscan_total,
+            anon_scanned=anon_scanned,
+            anon_stolen=anon_stolen,
+            memory_basis=basis,
+            refault_basis=refault_basis,
+            effective_available=effective,
+            all_swap_ram_backed=host.all_ram_backed,
+        )
+
+
+def open_monitor(path: str, reader: CgroupReader) -> GroupMonitor:
+    """A monitor for `path`; a missing group is reported, not guessed at."""
+    if path != "/" and not reader.exists(path):
+        raise KernelFileError(reader.root.join(reader.layout.v2_dir(path)),
+                              "monitored cgroup does not exist")
+    return GroupMonitor(path, reader)
