@@ -14,9 +14,32 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from zoomd.daemon.loop import Daemon
+    from zoomd.kernel.root import Root
+
+    daemon = Daemon(args.config, root=Root(args.root), scope=args.scope,
+                    dry_run=args.dry_run, duration=args.duration)
+    return daemon.run()
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check = sub.add_parser("check", help="validate a configuration and print the effective one")
     check.add_argument("--config", metavar="FILE", default=None,
                        help="configuration file (default: /etc/zoomd/zoomd.toml, "
                             "else the shipped one)")
     check.set_defaults(func=_cmd_check)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", metavar="FILE", default=None,
+                     help="configuration file (default: /etc/zoomd/zoomd.toml, "
+                          "else the shipped one)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="decide and log, but never kill, freeze or signal")
+    run.add_argument("--scope", default="/", metavar="CGROUP",
+                     help="re-root every policy's monitor and candidates under this v2 "
+                          "cgroup path (e.g. a lab subtree); default /")
+    run.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
+    run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                     help="stop after this long (tests, labs); default: run until signalled")
+    run.set_defaults(func=_cmd_run)

@@ -1,0 +1,308 @@
+"""Policy state machines: when conditions have held long enough, choose and act.
+
+The engine is driven by `tick()` with the host snapshot of the moment; it owns no
+timers and reads no clock of its own, so tests (and replay) can drive it with any
+clock. Acting goes through an ActionBackend, which dry-run replaces.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoomd.actions.backend import ActionBackend, DryRunBackend
+from zoomd.actions.outcome import ActionOutcome
+from zoomd.config.schema import Config, Policy
+from zoomd.daemon import candidates as cand_mod
+from zoomd.daemon.globs import relative_to
+from zoomd.daemon.log import Logger
+from zoomd.daemon.monitor import GroupMonitor, open_monitor
+from zoomd.daemon.sample import History
+from zoomd.daemon.triggers import WindowFigures, conditions_hold, window_figures
+from zoomd.kernel.cgroups import CgroupReader
+from zoomd.model.reclaim import ReclaimEstimate
+from zoomd.model.snapshot import HostSnapshot
+
+
+def scoped(path: str, scope: str) -> str:
+    """Re-root a policy path under `--scope` ("/" stays the scope itself)."""
+    if scope in ("", "/"):
+        return path
+    base = "/" + scope.strip("/")
+    return base if path == "/" else base + "/" + path.strip("/")
+
+
+@dataclass
+class FrozenGroup:
+    path: str
+    frozen_at: float
+    clear_since: float | None = None
+
+
+@dataclass
+class PolicyState:
+    """What one policy remembers between ticks."""
+
+    policy: Policy
+    monitor: GroupMonitor
+    history: History
+    pending_since: float | None = None
+    quiet_until: float = 0.0
+    baseline: dict[str, cand_mod.Candidate] = field(default_factory=dict)
+    frozen: dict[str, FrozenGroup] = field(default_factory=dict)
+    last_figures: WindowFigures | None = None
+    last_no_victim_log: float = -1e9
+
+
+class Engine:
+    """Evaluates every policy each tick and acts through the backend."""
+
+    def __init__(self, config: Config, reader: CgroupReader, backend: ActionBackend,
+                 logger: Logger, *, scope: str = "/", dry_run: bool = False,
+                 vital_groups: tuple[str, ...] = (), page_size: int = 4096) -> None:
+        self.config = config
+        self.reader = reader
+        self.backend = backend
+        self.dry_backend = DryRunBackend()
+        self.logger = logger
+        self.scope = scope
+        self.dry_run = dry_run or config.daemon.dry_run
+        self.page_size = page_size
+        self.exclusions = cand_mod.Exclusions(
+            protect=tuple(config.daemon.protect), vital_groups=vital_groups)
+        self.records: list[dict[str, Any]] = []
+        self.states: list[PolicyState] = []
+        for policy in config.policy:
+            path = scoped(policy.monitor, scope)
+            horizon = max(policy.window, 10.0) + policy.for_
+            self.states.append(PolicyState(policy, open_monitor(path, reader), History(horizon)))
+
+    @property
+    def busy(self) -> bool:
+        """True while some policy is pending or holds frozen groups: tick fast."""
+        return any(s.pending_since is not None or s.frozen for s in self.states)
+
+    def monitored_pressure_paths(self) -> list[str]:
+        return [s.monitor.pressure_path for s in self.states]
+
+    def close(self) -> None:
+        for state in self.states:
+            state.monitor.close()
+
+    # ---------------------------------------------------------------------------------
+    def tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
+        """Advance every policy by one sample; returns the records of actions taken."""
+        done: list[dict[str, Any]] = []
+        now = host.monotonic
+        for state in self.states:
+            try:
+                state.history.add(state.monitor.sample(host, estimate))
+            except OSError as exc:
+                self.logger.warning("cannot sample monitored group", policy=state.policy.name,
+                                    error=str(exc))
+                continue
+            fig = window_figures(state.history, state.policy.window, self.page_size,
+                                 self.config.reclaim.min_scanned_pages)
+            state.last_figures = fig
+            holds = False
+            results: tuple[dict[str, bool], dict[str, bool]] = ({}, {})
+            if fig is not None:
+                holds, all_r, any_r = conditions_hold(state.policy.all, state.policy.any, fig)
+                results = (all_r, any_r)
+            done.extend(self._advance_frozen(state, now, holds, fig, estimate))
+            if not holds:
+                state.pending_since = None
+                state.baseline.clear()
+                continue
+            if state.pending_since is None:
+                state.pending_since = now
+                state.baseline = self._baseline(state, host)
+                self.logger.info("conditions hold, waiting", policy=state.policy.name,
+                                 **{"for": state.policy.for_})
+            if now - state.pending_since < state.policy.for_ or now < state.quiet_until:
+                continue
+            assert fig is not None
+            record = self._fire(state, host, estimate, fig, results)
+            if record is not None:
+                done.append(record)
+        return done
+
+    # ---------------------------------------------------------------------------------
+    def _baseline(self, state: PolicyState, host: HostSnapshot) -> dict[str, Any]:
+        try:
+            found, _ = cand_mod.collect(self.reader, state.policy, state.monitor.path,
+                                        self.exclusions, host.vmstat.pgscan_total)
+        except OSError:
+            return {}
+        return {c.path: c for c in found}
+
+    def _backend_for(self, policy: Policy) -> tuple[ActionBackend, bool]:
+        dry = self.dry_run or policy.dry_run
+        return (self.dry_backend if dry else self.backend), dry
+
+    def _fire(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
+              fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
+              ) -> dict[str, Any] | None:
+        policy = state.policy
+        try:
+            found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
+                                              self.exclusions, host.vmstat.pgscan_total)
+        except OSError as exc:
+            self.logger.warning("cannot list candidates", policy=policy.name, error=str(exc))
+            return None
+        found = [c for c in found if c.path not in state.frozen]
+        cand_mod.apply_deltas(found, state.baseline)
+        ranked = cand_mod.rank(found, policy.rank)
+        if not ranked:
+            if host.monotonic - state.last_no_victim_log > 30:
+                self.logger.warning("conditions hold but no candidate", policy=policy.name,
+                                    skipped=skipped or None)
+                state.last_no_victim_log = host.monotonic
+            return None
+        victim = ranked[0]
+        backend, dry = self._backend_for(policy)
+        outcome = self._act(backend, policy.action, victim.path)
+        record = self._record(state, host, estimate, fig, results, ranked, skipped, victim.path,
+                              policy.action, dry, outcome)
+        if outcome.ok and policy.action == "freeze" and not dry:
+            state.frozen[victim.path] = FrozenGroup(victim.path, host.monotonic)
+        state.quiet_until = host.monotonic + policy.post_action_delay
+        state.pending_since = None
+        state.baseline.clear()
+        self.logger.record(record)
+        self.records.append(record)
+        return record
+
+    def _act(self, backend: ActionBackend, action: str, path: str) -> ActionOutcome:
+        v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
+        memory = self.reader.memory(path)
+        usage_file = None
+        if memory is not None and memory.source == "v2":
+            usage_file = f"{v2_dir}/memory.current"
+        elif memory is not None and memory.source.startswith("v1:"):
+            v1dir = self.reader.layout.v1_dir("memory", memory.source[3:])
+            usage_file = self.reader.root.join(f"{v1dir}/memory.usage_in_bytes") if v1dir \
+                else None
+        if action == "kill":
+            return backend.kill_cgroup(v2_dir, usage_file=usage_file)
+        if action == "freeze":
+            return backend.freeze_cgroup(v2_dir, self._v1_freezer_dir(path))
+        return self._kill_largest_process(backend, path)
+
+    def _v1_freezer_dir(self, path: str) -> str | None:
+        if self.reader.exists(path) and self.reader.root.exists(
+                f"{self.reader.layout.v2_dir(path)}/cgroup.freeze"):
+            return None
+        from zoomd.kernel.proc_cgroup import read_proc_cgroup
+
+        for pid in self.reader.subtree_procs(path, limit=1):
+            membership = read_proc_cgroup(self.reader.root, pid)
+            if membership and "freezer" in membership.v1:
+                directory = self.reader.layout.v1_dir("freezer", membership.v1["freezer"])
+                return self.reader.root.join(directory) if directory else None
+        return None
+
+    def _kill_largest_process(self, backend: ActionBackend, path: str) -> ActionOutcome:
+        from zoomd.daemon.processes import choose_process
+
+        policy_rules = next((s.policy.process for s in self.states
+                             if s.monitor.path and path.startswith(s.monitor.path)), None)
+        pid = choose_process(self.reader, path, policy_rules)
+        if pid is None:
+            return ActionOutcome("kill-process", path, False, "pidfd", (), None, None,
+                                 "no process may be killed in this group")
+        return backend.kill_process(pid)
+
+    def _advance_frozen(self, state: PolicyState, now: float, holds: bool,
+                        fig: WindowFigures | None, estimate: ReclaimEstimate,
+                        ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        policy = state.policy
+        for path, frozen in list(state.frozen.items()):
+            if policy.kill_after_frozen is not None and \
+                    now - frozen.frozen_at >= policy.kill_after_frozen:
+                backend, dry = self._backend_for(policy)
+                outcome = backend.kill_cgroup(self.reader.root.join(
+                    self.reader.layout.v2_dir(path)))
+                del state.frozen[path]
+                out.append(self._simple_record(state, "kill", path, dry, outcome,
+                                               f"frozen for {now - frozen.frozen_at:.1f}s"))
+                continue
+            if holds:
+                frozen.clear_since = None
+                continue
+            if frozen.clear_since is None:
+                frozen.clear_since = now
+            if now - frozen.clear_since >= policy.thaw_after:
+                backend, dry = self._backend_for(policy)
+                outcome = backend.thaw_cgroup(self.reader.root.join(
+                    self.reader.layout.v2_dir(path)), self._v1_freezer_dir(path))
+                del state.frozen[path]
+                out.append(self._simple_record(state, "thaw", path, dry, outcome,
+                                               f"conditions clear for {policy.thaw_after:g}s"))
+        return out
+
+    def thaw_all(self) -> list[ActionOutcome]:
+        """On shutdown: thaw everything zoomd froze."""
+        outcomes = []
+        for state in self.states:
+            for path in list(state.frozen):
+                outcomes.append(self.backend.thaw_cgroup(self.reader.root.join(
+                    self.reader.layout.v2_dir(path)), self._v1_freezer_dir(path)))
+                del state.frozen[path]
+        return outcomes
+
+    # ---------------------------------------------------------------------------------
+    def _simple_record(self, state: PolicyState, action: str, path: str, dry: bool,
+                       outcome: ActionOutcome, reason: str) -> dict[str, Any]:
+        verb = f"would {action}" if dry else {"kill": "killed", "thaw": "thawed"}[action]
+        summary = f"{verb} {path} (policy {state.policy.name}: {reason})"
+        record = {
+            "time": time.time(), "policy": state.policy.name, "action": action,
+            "dry_run": dry, "victim": path, "reason": reason, "result": outcome.to_json(),
+            "summary": summary,
+        }
+        self.logger.record(record)
+        self.records.append(record)
+        return record
+
+    def _record(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
+                fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
+                ranked: list[cand_mod.Candidate], skipped: dict[str, str], victim: str,
+                action: str, dry: bool, outcome: ActionOutcome) -> dict[str, Any]:
+        policy = state.policy
+        verbs = {"kill": ("would kill", "killed"), "freeze": ("would freeze", "froze"),
+                 "kill-process": ("would kill the largest process of",
+                                  "killed the largest process of")}
+        verb = verbs[action][0] if dry else verbs[action][1]
+        held = [k for k, v in {**results[0], **results[1]}.items() if v]
+        summary = (f"{verb} {victim} (policy {policy.name}: {', '.join(held)}; "
+                   f"full {fig.pressure_full_pct or 0:.0f}% over {fig.seconds:.1f}s)")
+        if not outcome.ok:
+            summary += f" FAILED: {outcome.error}"
+        return {
+            "time": time.time(),
+            "monotonic": round(host.monotonic, 3),
+            "policy": policy.name,
+            "monitor": state.monitor.path,
+            "action": action,
+            "dry_run": dry,
+            "victim": victim,
+            "victim_relative": relative_to(victim, state.monitor.path),
+            "trigger": {"figures": fig.to_json(), "all": results[0], "any": results[1],
+                        "held_for_seconds": policy.for_},
+            "reclaim": {
+                "mode": estimate.mode,
+                "kernel_reclaimable_bytes": estimate.kernel_reclaimable,
+                "anon_reclaimable_bytes": estimate.anon_reclaimable,
+                "file_reclaimable_bytes": estimate.file_reclaimable,
+                "effective_available_bytes": estimate.effective_available,
+                "anon_efficiency_pct": estimate.anon_efficiency_pct,
+                "all_swap_ram_backed": host.all_ram_backed,
+            },
+            "candidates": [c.to_json(policy.rank) for c in ranked[:10]],
+            "skipped": skipped,
+            "result": outcome.to_json(),
+            "summary": summary,
+        }

@@ -1,0 +1,236 @@
+"""The daemon: wake on PSI triggers, swap-set changes, signals or the interval; tick.
+
+Each tick reads the host (kept-open files), runs the reclaim model and every
+policy, and acts. SIGHUP reloads the configuration (a bad one is reported and the
+old one kept); SIGTERM/SIGINT thaw what zoomd froze and exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from collections import deque
+
+from zoomd.actions.backend import ActionBackend, CgroupfsBackend
+from zoomd.config.load import load_config
+from zoomd.config.schema import Config
+from zoomd.daemon.engine import Engine
+from zoomd.daemon.log import Logger
+from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
+from zoomd.daemon.sdnotify import Notifier
+from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
+from zoomd.errors import ZoomdError
+from zoomd.host import HostReader
+from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.proc_cgroup import read_proc_cgroup
+from zoomd.kernel.root import Root
+from zoomd.model.reclaim import ModelParams, estimate, reclaim_window
+
+
+def model_params(config: Config) -> ModelParams:
+    r = config.reclaim
+    return ModelParams(mode=r.anon, min_anon_efficiency_pct=r.min_anon_efficiency,
+                       min_scanned_pages=r.min_scanned_pages,
+                       assumed_compression_ratio=r.assumed_compression_ratio)
+
+
+def vital_groups(root: Root) -> tuple[str, ...]:
+    """v2 groups of PID 1 and of zoomd itself: never killed, nor any ancestor."""
+    groups = []
+    for pid in (1, os.getpid()):
+        membership = read_proc_cgroup(root, pid)
+        if membership is not None and membership.v2 is not None:
+            groups.append(membership.v2)
+    return tuple(groups)
+
+
+class Daemon:
+    def __init__(self, config_path: str | None, *, root: Root, scope: str = "/",
+                 dry_run: bool = False, backend: ActionBackend | None = None,
+                 duration: float | None = None, logger: Logger | None = None) -> None:
+        self.config_path = config_path
+        self.root = root
+        self.scope = scope
+        self.dry_run = dry_run
+        self.backend = backend or CgroupfsBackend()
+        self.duration = duration
+        self.config, self.config_files = load_config(config_path)
+        self.logger = logger or Logger(self.config.daemon.log_format,
+                                       self.config.daemon.log_level)
+        self.host = HostReader(root)
+        self.cgroups = CgroupReader(root)
+        self.engine = self._make_engine(self.config)
+        self.notifier = Notifier()
+        self.triggers: list[PsiTrigger] = []
+        self._stop = False
+        self._reload = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._prev = None
+        self._vm_window: deque = deque(maxlen=64)
+
+    def _make_engine(self, config: Config) -> Engine:
+        return Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
+                      dry_run=self.dry_run, vital_groups=vital_groups(self.root),
+                      page_size=self.host.page_size)
+
+    # -- set-up -------------------------------------------------------------------------
+    def _protect_self(self) -> None:
+        d = self.config.daemon
+        if not self.root.is_live:
+            return
+        err = set_oom_score_adj(d.oom_score_adj)
+        if err:
+            self.logger.warning("cannot protect zoomd from the OOM killer", error=err)
+        if d.mlock:
+            err = lock_memory()
+            if err:
+                self.logger.warning("cannot lock zoomd's memory", error=err)
+
+    def _arm_triggers(self) -> None:
+        for trig in self.triggers:
+            trig.close()
+        self.triggers = []
+        if not self.config.daemon.psi_triggers:
+            return
+        for path in sorted(set(self.engine.monitored_pressure_paths())):
+            trig, err = open_trigger(path)
+            if trig is None:
+                self.logger.warning("PSI trigger unavailable, polling instead", error=err)
+            else:
+                self.triggers.append(trig)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def _reload_config(self) -> None:
+        self._reload = False
+        try:
+            config, files = load_config(self.config_path)
+            engine = self._make_engine(config)
+        except ZoomdError as exc:
+            self.logger.error("reload failed, keeping the running configuration",
+                              error=str(exc))
+            return
+        for outcome in self.engine.thaw_all():
+            self.logger.info("thawed on reload", target=outcome.target, ok=outcome.ok)
+        self.engine.close()
+        self.config, self.config_files, self.engine = config, files, engine
+        self._arm_triggers()
+        self.logger.info("configuration reloaded", files=",".join(files))
+
+    # -- loop ---------------------------------------------------------------------------
+    def tick(self) -> list[dict]:
+        snap = self.host.sample()
+        self._vm_window.append(snap)
+        params = model_params(self.config)
+        window = None
+        # The host model's efficiency window: the sample nearest 5 s ago.
+        first = None
+        for old in self._vm_window:
+            if snap.monotonic - old.monotonic >= 5.0:
+                first = old
+        if first is None and len(self._vm_window) > 1:
+            first = self._vm_window[0]
+        if first is not None and first is not snap:
+            window = reclaim_window(first.vmstat, snap.vmstat, snap.monotonic - first.monotonic)
+        est = estimate(snap, window, params)
+        while self._vm_window and snap.monotonic - self._vm_window[0].monotonic > 6.0:
+            self._vm_window.popleft()
+        return self.engine.tick(snap, est)
+
+    def run(self) -> int:
+        self._protect_self()
+        self._arm_triggers()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        mode = "dry-run" if self.engine.dry_run else "acting"
+        names = ", ".join(s.policy.name for s in self.engine.states) or "none"
+        self.logger.info(f"zoomd started ({mode})", policies=names,
+                         config=",".join(self.config_files), scope=self.scope,
+                         triggers=len(self.triggers))
+        self.notifier.ready(f"watching: {names} ({mode})")
+        started = time.monotonic()
+        last_watchdog = 0.0
+        poller = select.poll()
+        try:
+            while not self._stop:
+                if self.duration is not None and time.monotonic() - started >= self.duration:
+                    break
+                if self._reload:
+                    self._reload_config()
+                try:
+                    self.tick()
+                except ZoomdError as exc:
+                    # A misread value never becomes an action: skip this tick, say why.
+                    self.logger.error("tick skipped", error=str(exc))
+                now = time.monotonic()
+                if self.notifier.watchdog_interval and \
+                        now - last_watchdog >= self.notifier.watchdog_interval:
+                    self.notifier.watchdog()
+                    last_watchdog = now
+                d = self.config.daemon
+                timeout = d.fast_interval if self.engine.busy or self._pressured() \
+                    else d.interval
+                if self.duration is not None:
+                    timeout = max(0.0, min(timeout, self.duration - (now - started)))
+                self._wait(poller, timeout)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _pressured(self) -> bool:
+        """Any watched group stalled since the previous tick: sample fast."""
+        for state in self.engine.states:
+            hist = state.history
+            last = hist.latest()
+            prev = hist.at_or_before(last.t - 0.001) if last else None
+            if last and prev and last.psi_some_us is not None and prev.psi_some_us is not None \
+                    and last.psi_some_us > prev.psi_some_us:
+                return True
+        return False
+
+    def _wait(self, poller: select.poll, timeout: float) -> None:
+        fds = {self._wake_r: select.POLLIN}
+        for trig in self.triggers:
+            fds[trig.fd] = select.POLLPRI
+        if self.host.swaps_fd is not None:
+            fds[self.host.swaps_fd] = select.POLLPRI | select.POLLERR
+        for fd, mask in fds.items():
+            poller.register(fd, mask)
+        try:
+            events = poller.poll(timeout * 1000.0)
+        except InterruptedError:
+            events = []
+        finally:
+            for fd in fds:
+                poller.unregister(fd)
+        for fd, mask in events:
+            if fd == self._wake_r:
+                with contextlib.suppress(OSError):
+                    os.read(self._wake_r, 64)
+            elif fd == self.host.swaps_fd:
+                self.logger.info("swap set changed; re-reading devices")
+                self.host.invalidate_devices()
+            elif mask & select.POLLERR:
+                self.logger.warning("PSI trigger source gone; re-arming")
+                self._arm_triggers()
+
+    def shutdown(self) -> None:
+        if self.config.daemon.thaw_on_exit:
+            for outcome in self.engine.thaw_all():
+                self.logger.info("thawed on exit", target=outcome.target, ok=outcome.ok)
+        self.notifier.stopping()
+        for trig in self.triggers:
+            trig.close()
+        self.engine.close()
+        self.host.close()
+        self.notifier.close()
+        self.logger.info("zoomd stopped")
