@@ -56,7 +56,9 @@ class Exclusions:
     vital_groups: tuple[str, ...]  # PID 1's and zoomd's own v2 groups
 
 
-def excluded_reason(path: str, ex: Exclusions) -> str | None:
+def excluded_reason(path: str, ex: Exclusions,
+                    inner: tuple[str, ...] | list[str] = ()) -> str | None:
+    """Why `path` may not be acted on; acting on a group acts on all it contains."""
     if path == "/":
         return "root cgroup"
     for vital in ex.vital_groups:
@@ -64,7 +66,20 @@ def excluded_reason(path: str, ex: Exclusions) -> str | None:
             return f"contains {vital} (PID 1 or zoomd)"
     if matches(path, ex.protect):
         return "protected"
+    for sub in inner:
+        if matches(sub, ex.protect):
+            return f"contains protected {sub}"
     return None
+
+
+def descendants(reader: CgroupReader, path: str) -> list[str]:
+    out: list[str] = []
+    stack = reader.children(path)
+    while stack:
+        current = stack.pop()
+        out.append(current)
+        stack.extend(reader.children(current))
+    return out
 
 
 def walk_candidates(reader: CgroupReader, monitor: str) -> list[str]:
@@ -118,8 +133,10 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
         rel = relative_to(path, monitor)
         if not matches(rel, policy.candidates):
             continue
-        reason = excluded_reason(path, ex)
-        if reason is None and matches(path, policy.protect):
+        inner = descendants(reader, path)  # non-empty only for memory.oom.group groups
+        reason = excluded_reason(path, ex, inner)
+        if reason is None and (matches(path, policy.protect)
+                               or any(matches(p, policy.protect) for p in inner)):
             reason = "protected by policy"
         if reason is None and not reader.subtree_procs(path, limit=1):
             reason = "empty"
