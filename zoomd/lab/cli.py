@@ -25,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--algorithm", default="lzo-rle", help="zram comp_algorithm")
     run.add_argument("--size", type=parse_size, help="workload size (default 2.5x limit)")
     run.add_argument("--hot", type=parse_size, help="compressible hot set (default limit/4)")
+    run.add_argument(
+        "--fill-rate", type=parse_size, default=0, help="compressible: fill bytes/s (0 = max)"
+    )
     run.add_argument("--no-bystander", dest="bystander", action="store_false")
     run.add_argument(
         "--daemon",

@@ -47,6 +47,7 @@ class ScenarioConfig:
     algorithm: str = "lzo-rle"
     size: int | None = None  # thrash: 2.5x limit; compressible: 2.5x limit
     hot: int | None = None  # compressible: limit / 4
+    fill_rate: int = 0  # compressible: bytes/s while filling (0 = as fast as it can)
     bystander: bool = True
     daemon: str | None = None
     swapfile_dir: str = "/var/tmp"
@@ -142,12 +143,17 @@ def _workload_argv(cfg: ScenarioConfig, kind: str) -> list[str]:
         return [*base, "--size", str(cfg.workload_size())]
     if kind == "compressible":
         hot = cfg.hot or cfg.limit // 4
-        return [*base, "--size", str(cfg.workload_size()), "--hot", str(hot)]
+        size = ["--size", str(cfg.workload_size()), "--hot", str(hot)]
+        return [*base, *size, "--fill-rate", str(cfg.fill_rate)]
     return base
 
 
-def run_scenario(cfg: ScenarioConfig) -> dict[str, Any]:
-    """Run one scenario end to end; returns (and writes to OUT/summary.json) the summary."""
+def run_scenario(cfg: ScenarioConfig, take_lock: bool = True) -> dict[str, Any]:
+    """Run one scenario end to end; returns (and writes to OUT/summary.json) the summary.
+
+    `take_lock=False` is for callers already holding `lab_lock()` (a second flock on a
+    new descriptor from the same process would wait for itself).
+    """
     if cfg.scenario not in SCENARIOS:
         raise LabError(f"unknown scenario {cfg.scenario!r}; known: {', '.join(SCENARIOS)}")
     os.makedirs(cfg.out, exist_ok=True)
@@ -156,7 +162,9 @@ def run_scenario(cfg: ScenarioConfig) -> dict[str, Any]:
         os.unlink(timeline_path)  # one run per OUT directory
     kind = "compressible" if cfg.scenario == "compressible" else "thrash"
     group = "compressible" if kind == "compressible" else "workload"
-    with lab_lock(), ExitStack() as stack:
+    with ExitStack() as stack:
+        if take_lock:
+            stack.enter_context(lab_lock())
         zram = stack.enter_context(zram_swap(cfg.zram, cfg.algorithm))
         if cfg.scenario == "mixed":
             path = os.path.join(cfg.swapfile_dir, f"zoomd-lab-{os.getpid()}.swap")

@@ -1,4 +1,4 @@
-"""Hold off SIGINT/SIGTERM while tearing down, so a second Ctrl-C cannot leak swap or cgroups.
+"""Hold off signals while tearing down, so a second Ctrl-C cannot leak swap or cgroups.
 
 Teardown is short and must run to the end; a signal that arrives during it is
 remembered and re-delivered (as KeyboardInterrupt/SystemExit) once it is done.
@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGALRM too: tests bound themselves with alarm(), and that must not cut a teardown.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
 
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Defer SIGINT/SIGTERM until the block ends (a no-op outside the main thread)."""
+    """Defer SIGINT/SIGTERM/SIGALRM until the block ends (no-op outside the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -126,6 +126,11 @@ def summarize(timeline_path: str) -> dict[str, Any]:
             "orig_data_size": peak.get("orig_data_size"),
             "ratio": _ratio(peak.get("orig_data_size", 0), peak.get("compr_data_size", 0)),
         }
+    peaks: dict[str, int] = {}
+    for s in samples:
+        for name, row in s.get("swaps", {}).items():
+            peaks[name] = max(peaks.get(name, 0), row["used_kib"])
+    out["swap_peak_used_kib"] = peaks
     usage = [s["mem"][group]["usage"] for s in samples if group in s.get("mem", {})]
     out["workload_peak_usage"] = max(usage, default=None)
     out["workloads"] = {}

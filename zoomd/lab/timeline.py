@@ -19,6 +19,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from zoomd.lab.sysfs import unescape_octal
+
 VMSTAT_FIELDS = (
     "pgscan_anon",
     "pgscan_file",
@@ -101,6 +103,24 @@ def parse_keyed(text: str, wanted: tuple[str, ...] | None = None) -> dict[str, i
     return out
 
 
+def parse_swaps(text: str) -> dict[str, dict[str, int]]:
+    """/proc/swaps by column name: {name: {"size_kib", "used_kib", "priority"}}."""
+    lines = text.splitlines()
+    if not lines:
+        return {}
+    header = lines[0].lower().split()
+    out: dict[str, dict[str, int]] = {}
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(), strict=False))
+        if "filename" in row:
+            out[unescape_octal(row["filename"])] = {
+                "size_kib": int(row.get("size", 0)),
+                "used_kib": int(row.get("used", 0)),
+                "priority": int(row.get("priority", 0)),
+            }
+    return out
+
+
 def parse_mm_stat(text: str) -> dict[str, int]:
     """zram mm_stat by column name; older kernels print fewer columns."""
     return {name: int(v) for name, v in zip(MM_STAT_COLUMNS, text.split(), strict=False)}
@@ -153,6 +173,7 @@ class Timeline:
             )
         self._vmstat = _Open("/proc/vmstat")
         self._mm_stat = _open_if_exists(f"{zram_sysfs}/mm_stat" if zram_sysfs else None)
+        self._swaps = _Open("/proc/swaps")
         self.samples = 0
 
     def event(self, kind: str, **fields: Any) -> None:
@@ -195,6 +216,9 @@ class Timeline:
         mm = self._mm_stat.read() if self._mm_stat else None
         if mm is not None:
             record["zram"] = parse_mm_stat(mm)
+        swaps = self._swaps.read()
+        if swaps is not None:
+            record["swaps"] = parse_swaps(swaps)
         self._write(record)
         self.samples += 1
         return record
@@ -247,6 +271,7 @@ class Timeline:
                 if f:
                     f.close()
         self._vmstat.close()
+        self._swaps.close()
         if self._mm_stat:
             self._mm_stat.close()
         with self._lock:

@@ -106,16 +106,21 @@ def _fill(
     make_block: Callable[[int, int], bytes],
     stop: _Stop,
     progress: _Progress,
+    rate: int = 0,
     block_pages: int = 256,
 ) -> bool:
-    """Fill [start, end) block by block; False when stopped first."""
-    off = start
+    """Fill [start, end) block by block, at most `rate` bytes/s if set; False when stopped."""
+    off, t0 = start, time.monotonic()
     while off < end:
         if stop:
             return False
         n = min(block_pages * PAGE, end - off)
         buf[off : off + n] = make_block(off, n // PAGE)
         off += n
+        if rate:
+            ahead = (off - start) / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
         progress.emit(phase="fill", bytes_filled=off, iter=0, pages_touched=off // PAGE)
     return True
 
@@ -174,15 +179,22 @@ def _sparse_block(off: int, pages: int) -> bytes:
 
 
 def compressible(
-    size: int, hot: int, duration: float, cold_bytes_per_s: int = 4 << 20, pause: float = 0.002
+    size: int,
+    hot: int,
+    duration: float,
+    cold_bytes_per_s: int = 4 << 20,
+    pause: float = 0.002,
+    fill_rate: int = 0,
 ) -> int:
     stop, progress = _Stop(duration), _Progress("compressible")
     size -= size % PAGE
     hot = min(hot - hot % PAGE, size)
     buf = _anon(size)
-    ok = _fill(buf, 0, hot, lambda _off, pages: _half_random_block(pages), stop, progress)
+    ok = _fill(
+        buf, 0, hot, lambda _off, pages: _half_random_block(pages), stop, progress, fill_rate
+    )
     if ok:
-        ok = _fill(buf, hot, size, _sparse_block, stop, progress)
+        ok = _fill(buf, hot, size, _sparse_block, stop, progress, fill_rate)
     iteration, touched, cold_cursor, cold_touched = 0, 0, hot, 0
     worst, since, t_since, t_cold = 0.0, 0, time.monotonic(), time.monotonic()
     while ok and not stop:
@@ -293,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hot", type=parse_size, required=True, help="hot set; must fit the limit")
     p.add_argument("--cold-rate", type=parse_size, default=4 << 20, help="cold bytes per s")
     p.add_argument("--pause", type=float, default=0.002, help="sleep after each hot pass")
+    p.add_argument("--fill-rate", type=parse_size, default=0, help="bytes/s while filling")
     p.add_argument("--duration", type=_duration, default=60.0)
     p = sub.add_parser("bystander", help="latency-sensitive loop, p50/p99 at exit")
     p.add_argument("--period", type=float, default=0.010)
@@ -302,5 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name == "thrash":
         return thrash(args.size, args.duration)
     if args.name == "compressible":
-        return compressible(args.size, args.hot, args.duration, args.cold_rate, args.pause)
+        return compressible(
+            args.size, args.hot, args.duration, args.cold_rate, args.pause, args.fill_rate
+        )
     return bystander(args.duration, args.period, args.work)
