@@ -1,0 +1,105 @@
+"""The few cgroupfs reads and writes the effectors need, with the path kept in every error.
+
+Writes are one write(2) each, as cgroupfs expects. Reads of a group's processes walk
+its whole subtree, because cgroup.kill and the freezers act on the subtree too.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from zoomd.errors import KernelFileError
+
+
+def write_value(path: str, value: str) -> None:
+    """Write one value; raises OSError carrying `path` so the error can name it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    try:
+        os.write(fd, value.encode())
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path) from None
+    return data.decode("utf-8", "replace")
+
+
+def read_pids(path: str) -> list[int]:
+    """One cgroup.procs (or tasks) file as pids."""
+    text = read_text(path)
+    try:
+        return [int(token) for token in text.split()]
+    except ValueError:
+        raise KernelFileError(path, "not a list of pids") from None
+
+
+def subtree_pids(group_dir: str, *, vanished_ok: bool = False) -> list[int]:
+    """Pids in `group_dir`/cgroup.procs and in every descendant group, without repeats.
+
+    A descendant that disappears while we walk was empty (only empty groups can be
+    removed) and threaded descendants (EOPNOTSUPP) are listed by their domain, so both
+    are skipped. With `vanished_ok`, a vanished `group_dir` counts as empty: used once a
+    kill has started, when the group being removed means the kill is done.
+    """
+    try:
+        pids = read_pids(os.path.join(group_dir, "cgroup.procs"))
+    except FileNotFoundError:
+        if vanished_ok:
+            return []
+        raise
+    seen = set(pids)
+    stack = [group_dir]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        except FileNotFoundError:
+            continue
+        for sub in subdirs:
+            try:
+                more = read_pids(os.path.join(sub, "cgroup.procs"))
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.EOPNOTSUPP):
+                    continue
+                raise
+            for pid in more:
+                if pid not in seen:
+                    seen.add(pid)
+                    pids.append(pid)
+            stack.append(sub)
+    return pids
+
+
+def read_usage(path: str | None) -> int | None:
+    """memory.current / memory.usage_in_bytes in bytes, or None when unreadable.
+
+    A measurement, not a precondition: a group removed right after its kill has no
+    usage file any more, and the kill still succeeded.
+    """
+    if path is None:
+        return None
+    try:
+        return int(read_text(path).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def read_key(path: str, key: str) -> str | None:
+    """The value of `key` in a flat-keyed file such as cgroup.events."""
+    for line in read_text(path).splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return value.strip()
+    return None

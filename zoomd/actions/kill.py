@@ -1,0 +1,217 @@
+"""Kill a cgroup (cgroup.kill, else pidfd SIGKILL until empty) or one process, and measure it.
+
+cgroup.kill (5.14+) kills the whole subtree atomically, forks included. Where it is
+missing (v1, older kernels) or refused (EBUSY, EOPNOTSUPP in threaded groups), every
+process is SIGKILLed through a pidfd, repeatedly, until the group is empty. Either way
+each known process gets process_mrelease so its memory returns without waiting for it
+to run, and the time until the group is empty and the memory freed are measured.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from zoomd.actions.cgroupfs import read_usage, subtree_pids, write_value
+from zoomd.actions.outcome import ActionOutcome, describe, failed
+from zoomd.actions.pidfd import (
+    close_all,
+    has_exited,
+    mrelease,
+    open_pidfd,
+    send_sigkill,
+    wait_any_exit,
+)
+from zoomd.actions.safety import group_refusal, is_live, refusal
+from zoomd.errors import KernelFileError
+
+# After writing cgroup.kill, processes still there this long later (moved in after the
+# write, which cgroup.kill does not cover) are signalled one by one through pidfds.
+STRAGGLER_GRACE_S = 0.1
+_POLL_SLICE_S = 0.01  # longest wait between two readings of cgroup.procs
+_IDLE_SLICE_S = 0.002  # wait when no pidfd can tell us about an exit
+
+
+class _Refused(Exception):
+    """A forbidden process appeared in the group while it was being killed."""
+
+
+class _GroupKill:
+    """State of one kill: the pidfds we hold and which processes we signalled."""
+
+    def __init__(self, procs_dir: str, protected_pids: frozenset[int]) -> None:
+        self.procs_dir = procs_dir
+        self.protected = protected_pids
+        self.method = "pidfd"
+        self.fds: dict[int, int] = {}  # pid -> pidfd
+        self.signalled: set[int] = set()  # pids whose current pidfd got SIGKILL
+        self.pids: list[int] = []  # every process signalled, in order
+        self.by_pidfd = 0  # signalled by us rather than by cgroup.kill
+        self.live: list[int] = []
+
+    def close(self) -> None:
+        close_all(list(self.fds.values()))
+        self.fds.clear()
+
+    def open_all(self, pids: list[int]) -> None:
+        """pidfds for the processes cgroup.kill is about to kill, for process_mrelease."""
+        for pid in pids:
+            try:
+                fd = open_pidfd(pid)
+            except OSError:
+                continue  # e.g. EMFILE: that one is killed without process_mrelease
+            if fd is not None:
+                self.fds[pid] = fd
+
+    def signal(self, live: list[int]) -> None:
+        """SIGKILL, through a pidfd, every live process we have not signalled yet."""
+        fresh = [p for p in live if p not in self.signalled or has_exited(self.fds[p])]
+        if not fresh:
+            return
+        reason = group_refusal(fresh, self.procs_dir, self.protected)
+        if reason:
+            raise _Refused(reason)
+        released: list[int] = []
+        for pid in fresh:
+            fd = self.fds.pop(pid, None)
+            if fd is not None and (pid in self.signalled or has_exited(fd)):
+                os.close(fd)  # that process is gone; the pid now names another one
+                fd = None
+            self.signalled.discard(pid)
+            if fd is None:
+                fd = open_pidfd(pid)
+                if fd is None:
+                    continue
+            self.fds[pid] = fd
+            # The pid was read before the pidfd was opened: check the process the pidfd
+            # names, then make sure it is still that process we checked.
+            reason = refusal(pid, self.protected)
+            if reason:
+                raise _Refused(f"{self.procs_dir}: refusing to act on the group: {reason}")
+            if has_exited(fd) or not send_sigkill(fd, pid):
+                continue
+            self.signalled.add(pid)
+            if pid not in self.pids:
+                self.pids.append(pid)
+            self.by_pidfd += 1
+            released.append(fd)
+        for fd in released:
+            mrelease(fd)
+
+    def wait_empty(self, deadline: float, straggler_after: float | None) -> float | None:
+        """Monotonic time at which the subtree held no live process, None on timeout."""
+        while True:
+            listed = subtree_pids(self.procs_dir, vanished_ok=True)
+            self.live = [p for p in listed if is_live(p)]
+            now = time.monotonic()
+            if not self.live:
+                return now
+            if straggler_after is None or now >= straggler_after:
+                self.signal(self.live)
+            if now >= deadline:
+                return None
+            pending = [self.fds[p] for p in self.live
+                       if p in self.fds and not has_exited(self.fds[p])]
+            slice_s = _POLL_SLICE_S if pending else _IDLE_SLICE_S
+            wait_any_exit(pending, min(slice_s, max(0.0, deadline - now)))
+
+
+def kill_cgroup(procs_dir: str, *, usage_file: str | None = None, timeout_s: float = 5.0,
+                use_cgroup_kill: bool = True,
+                protected_pids: frozenset[int] = frozenset()) -> ActionOutcome:
+    """SIGKILL everything in `procs_dir` and its descendants; ok once the subtree is empty.
+
+    Refuses (ok=False, nothing signalled) when the group holds PID 1, zoomd, a kernel
+    thread or a protected pid. When cgroup.kill failed and pidfds did the work, `error`
+    notes the fallback even though ok is True.
+    """
+    state = _GroupKill(procs_dir, protected_pids)
+    try:
+        return _kill_cgroup(state, usage_file, timeout_s, use_cgroup_kill)
+    except _Refused as exc:
+        return failed("kill", procs_dir, state.method, str(exc), tuple(state.pids))
+    except (OSError, KernelFileError) as exc:
+        return failed("kill", procs_dir, state.method, describe(exc, procs_dir),
+                      tuple(state.pids))
+    finally:
+        state.close()
+
+
+def _kill_cgroup(state: _GroupKill, usage_file: str | None, timeout_s: float,
+                 use_cgroup_kill: bool) -> ActionOutcome:
+    procs_dir = state.procs_dir
+    kill_file = os.path.join(procs_dir, "cgroup.kill")
+    if use_cgroup_kill and os.path.exists(kill_file):
+        state.method = "cgroup.kill"
+    os.stat(procs_dir)  # a vanished group: "<dir>: No such file or directory"
+    listed = subtree_pids(procs_dir)
+    reason = group_refusal(listed, procs_dir, state.protected)
+    if reason:
+        return failed("kill", procs_dir, state.method, reason)
+    before = read_usage(usage_file)
+    note = None
+    straggler_after: float | None = None
+    start = time.monotonic()
+    if state.method == "cgroup.kill":
+        state.open_all(listed)
+        start = time.monotonic()
+        try:
+            write_value(kill_file, "1")
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return failed("kill", procs_dir, state.method, describe(exc, kill_file))
+            note = f"fell back to pidfd: {describe(exc, kill_file)}"
+            state.method = "pidfd"
+        else:
+            state.signalled.update(state.fds)
+            state.pids.extend(listed)
+            for fd in state.fds.values():
+                mrelease(fd)
+            straggler_after = start + STRAGGLER_GRACE_S
+    empty_at = state.wait_empty(start + timeout_s, straggler_after)
+    if empty_at is None:
+        shown = " ".join(str(p) for p in state.live[:10])
+        more = " ..." if len(state.live) > 10 else ""
+        return failed("kill", procs_dir, state.method,
+                      f"{procs_dir}: {len(state.live)} processes still there after "
+                      f"{timeout_s:g}s: {shown}{more}", tuple(state.pids))
+    if state.method == "cgroup.kill" and state.by_pidfd:
+        note = f"{state.by_pidfd} processes outlived cgroup.kill and were killed by pidfd"
+    after = read_usage(usage_file)
+    freed = before - after if before is not None and after is not None else None
+    return ActionOutcome("kill", procs_dir, True, state.method, tuple(state.pids),
+                         empty_at - start, freed, note)
+
+
+def kill_process(pid: int, *, protected_pids: frozenset[int] = frozenset(),
+                 timeout_s: float = 5.0) -> ActionOutcome:
+    """SIGKILL one process through a pidfd, release its memory, wait for it to exit."""
+    target = f"pid:{pid}"
+    reason = refusal(pid, protected_pids)
+    if reason:
+        return failed("kill-process", target, "pidfd", f"{target}: refusing: {reason}")
+    fd: int | None = None
+    try:
+        fd = open_pidfd(pid)
+        reason = refusal(pid, protected_pids)  # now about the process the pidfd names
+        if reason:
+            return failed("kill-process", target, "pidfd", f"{target}: refusing: {reason}")
+        start = time.monotonic()
+        if fd is None or has_exited(fd) or not send_sigkill(fd, pid):
+            return failed("kill-process", target, "pidfd", f"{target}: No such process")
+        mrelease(fd)
+        deadline = start + timeout_s
+        while not has_exited(fd):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return failed("kill-process", target, "pidfd",
+                              f"{target}: still running {timeout_s:g}s after SIGKILL", (pid,))
+            wait_any_exit([fd], min(remaining, 0.1))
+        return ActionOutcome("kill-process", target, True, "pidfd", (pid,),
+                             time.monotonic() - start, None, None)
+    except OSError as exc:
+        return failed("kill-process", target, "pidfd", describe(exc, target))
+    finally:
+        if fd is not None:
+            os.close(fd)
