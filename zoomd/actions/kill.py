@@ -27,7 +27,8 @@ from zoomd.actions.safety import group_refusal, is_live, refusal
 from zoomd.errors import KernelFileError
 
 # After writing cgroup.kill, processes still there this long later (moved in after the
-# write, which cgroup.kill does not cover) are signalled one by one through pidfds.
+# write, which cgroup.kill does not cover, or a write that did nothing) are SIGKILLed
+# again one by one through pidfds; a second SIGKILL to a dying process is harmless.
 STRAGGLER_GRACE_S = 0.1
 _POLL_SLICE_S = 0.01  # longest wait between two readings of cgroup.procs
 _IDLE_SLICE_S = 0.002  # wait when no pidfd can tell us about an exit
@@ -164,7 +165,6 @@ def _kill_cgroup(state: _GroupKill, usage_file: str | None, timeout_s: float,
             note = f"fell back to pidfd: {describe(exc, kill_file)}"
             state.method = "pidfd"
         else:
-            state.signalled.update(state.fds)
             state.pids.extend(listed)
             for fd in state.fds.values():
                 mrelease(fd)
@@ -177,7 +177,8 @@ def _kill_cgroup(state: _GroupKill, usage_file: str | None, timeout_s: float,
                       f"{procs_dir}: {len(state.live)} processes still there after "
                       f"{timeout_s:g}s: {shown}{more}", tuple(state.pids))
     if state.method == "cgroup.kill" and state.by_pidfd:
-        note = f"{state.by_pidfd} processes outlived cgroup.kill and were killed by pidfd"
+        note = (f"{state.by_pidfd} processes still there {STRAGGLER_GRACE_S:g}s after "
+                "cgroup.kill were SIGKILLed again by pidfd")
     after = read_usage(usage_file)
     freed = before - after if before is not None and after is not None else None
     return ActionOutcome("kill", procs_dir, True, state.method, tuple(state.pids),
