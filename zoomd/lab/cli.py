@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zoomd.lab: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("zoomd.lab: interrupted; lab torn down", file=sys.stderr)
+        print("zoomd.lab: interrupted; lab torn down (partial summary in OUT)", file=sys.stderr)
         return 130
     print(json.dumps(summary, indent=2))
     return 0

@@ -217,16 +217,24 @@ def run_scenario(cfg: ScenarioConfig, take_lock: bool = True) -> dict[str, Any]:
             pump.start()
             pumps.append(pump)
         t_start = time.monotonic()
-        _watch(workloads, tl, t_start, cfg.duration, daemon)
-        for pump in pumps:
-            pump.join(timeout=5)  # the last progress lines ("done", p50/p99) land first
-        tl.event("run_end")
+        interrupted = False
+        try:
+            _watch(workloads, tl, t_start, cfg.duration, daemon)
+            for pump in pumps:
+                pump.join(timeout=5)  # the last progress lines ("done", p50/p99) land first
+        except KeyboardInterrupt:
+            interrupted = True  # tear down (ExitStack), write what we have, then re-raise
+        tl.event("run_end", interrupted=interrupted)
     summary = summarize(timeline_path)
+    if interrupted:
+        summary["interrupted"] = True
     summary["config"] = asdict(cfg)
     summary["host"] = {"kernel": platform.release(), "machine": platform.machine()}
     with open(os.path.join(cfg.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
+    if interrupted:
+        raise KeyboardInterrupt
     return summary
 
 
@@ -249,7 +257,6 @@ def _watch(
                     workload=w.name,
                     returncode=w.proc.returncode,
                     by=by,
-                    at_s=round(time.monotonic() - t_start, 2),
                 )
         if all(w.reported for w in workloads):
             return
@@ -264,7 +271,6 @@ def _watch(
                         workload=w.name,
                         returncode=w.proc.returncode,
                         by=f"lab: still running {EXIT_GRACE_S:.0f} s after --duration",
-                        at_s=round(time.monotonic() - t_start, 2),
                     )
             return
         time.sleep(0.05)

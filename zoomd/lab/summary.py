@@ -51,6 +51,27 @@ def _window_mean(series: list[tuple[float, float]], t0: float, t1: float) -> flo
     return round(statistics.fmean(values), 2) if values else None
 
 
+def _after_kill(
+    samples: list[dict[str, Any]], t_exit: float, t0: float, onset: float | None
+) -> dict[str, Any]:
+    """Onset -> kill, and kill -> zram memory back (under 10% of what it held at the kill)."""
+    out: dict[str, Any] = {
+        "onset_to_kill_s": round(t_exit - t0 - onset, 2) if onset is not None else None
+    }
+    before = [s for s in samples if s["t"] <= t_exit and "zram" in s]
+    held = before[-1]["zram"].get("mem_used_total", 0) if before else 0
+    back = next(
+        (
+            s["t"]
+            for s in samples
+            if s["t"] > t_exit and "zram" in s and s["zram"].get("mem_used_total", 0) <= held / 10
+        ),
+        None,
+    )
+    out["kill_to_zram_released_s"] = round(back - t_exit, 2) if back is not None else None
+    return out
+
+
 def summarize(timeline_path: str) -> dict[str, Any]:
     """The run summary: brownout, PSI levels, reclaim efficiency, OOM kills, bystander."""
     start: dict[str, Any] = {}
@@ -141,11 +162,19 @@ def summarize(timeline_path: str) -> dict[str, Any]:
     if by:
         out["bystander"] = {k: by.get(k) for k in ("p50_ms", "p99_ms", "max_ms", "count")}
     out["exits"] = {
-        e["workload"]: {k: e.get(k) for k in ("returncode", "by", "at_s")} for e in exits
+        e["workload"]: {
+            "returncode": e.get("returncode"),
+            "by": e.get("by"),
+            "at_s": round(e["t"] - t0, 2),
+        }
+        for e in exits
     }
     main = start.get("workload_name")
-    main_exit = out["exits"].get(main, {})
-    out["workload_killed"] = main_exit.get("returncode") not in (0, None)
-    out["workload_killed_by"] = main_exit.get("by") if out["workload_killed"] else None
+    main_exit = next((e for e in exits if e["workload"] == main), None)
+    killed = main_exit is not None and main_exit.get("returncode") not in (0, None)
+    out["workload_killed"] = killed
+    out["workload_killed_by"] = main_exit.get("by") if main_exit and killed else None
+    if main_exit and killed:
+        out.update(_after_kill(samples, main_exit["t"], t0, out["brownout_onset_s"]))
     out["daemon_lines"] = sum(1 for a in actions if a.get("type") == "daemon")
     return out
