@@ -454,7 +454,16 @@ def test_recording_backend_records_and_answers() -> None:
     assert [(c.action, c.target) for c in backend.calls] == [
         ("kill", "/sys/fs/cgroup/a"), ("freeze", "/sys/fs/cgroup/b"),
         ("thaw", "/sys/fs/cgroup/freezer/b"), ("kill-process", "pid:42")]
+    assert [c[0] for c in backend.calls] == [
+        "kill_cgroup", "freeze_cgroup", "thaw_cgroup", "kill_process"]
     assert backend.calls[0].kwargs["usage_file"] == "/u"
+
+
+def test_recording_backend_accepts_method_names() -> None:
+    backend = RecordingBackend({"thaw_cgroup": ActionOutcome(
+        "thaw", "", False, "cgroup.freeze", (), None, None, "nope")})
+    assert not backend.thaw_cgroup("/g", None).ok
+    assert backend.freeze_cgroup("/g", None).ok
 
 
 def test_cgroupfs_backend_passes_arguments_through(tmp_path: Path, children: Children) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import replace
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from zoomd.actions.cgroupfs import subtree_pids
 from zoomd.actions.freeze import choose_freezer, freeze_cgroup, no_freezer_error, thaw_cgroup
@@ -60,13 +60,25 @@ class CgroupfsBackend:
         return thaw_cgroup(v2_dir, v1_freezer_dir, timeout_s=timeout_s)
 
 
-@dataclass(frozen=True)
-class ActionCall:
-    """One call a backend received: the action name, its target and keyword arguments."""
+ACTION_OF_METHOD = {
+    "kill_cgroup": "kill",
+    "kill_process": "kill-process",
+    "freeze_cgroup": "freeze",
+    "thaw_cgroup": "thaw",
+}
 
-    action: str  # "kill", "kill-process", "freeze", "thaw"
-    target: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
+
+class ActionCall(NamedTuple):
+    """One call a backend received; a tuple so tests can match `(method, target, ...)`."""
+
+    method: str  # "kill_cgroup", "kill_process", "freeze_cgroup", "thaw_cgroup"
+    target: str  # the directory acted on, or "pid:N"
+    kwargs: dict[str, Any]
+
+    @property
+    def action(self) -> str:
+        """The outcome's action name: "kill", "kill-process", "freeze" or "thaw"."""
+        return ACTION_OF_METHOD[self.method]
 
 
 class DryRunBackend:
@@ -97,7 +109,7 @@ class DryRunBackend:
     def kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                     timeout_s: float = 5.0, use_cgroup_kill: bool = True,
                     protected_pids: frozenset[int] = frozenset()) -> ActionOutcome:
-        self.calls.append(ActionCall("kill", procs_dir, {
+        self.calls.append(ActionCall("kill_cgroup", procs_dir, {
             "usage_file": usage_file, "timeout_s": timeout_s,
             "use_cgroup_kill": use_cgroup_kill, "protected_pids": protected_pids}))
         return self._preview("kill", procs_dir, protected_pids)
@@ -105,7 +117,7 @@ class DryRunBackend:
     def kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
                      timeout_s: float = 5.0) -> ActionOutcome:
         target = f"pid:{pid}"
-        self.calls.append(ActionCall("kill-process", target, {
+        self.calls.append(ActionCall("kill_process", target, {
             "protected_pids": protected_pids, "timeout_s": timeout_s}))
         reason = refusal(pid, protected_pids)
         if reason:
@@ -126,7 +138,8 @@ class DryRunBackend:
                  timeout_s: float) -> ActionOutcome:
         chosen = choose_freezer(v2_dir, v1_freezer_dir)
         target = chosen[1] if chosen else (v2_dir or v1_freezer_dir or "")
-        self.calls.append(ActionCall(action, target, {
+        method = "freeze_cgroup" if action == "freeze" else "thaw_cgroup"
+        self.calls.append(ActionCall(method, target, {
             "v2_dir": v2_dir, "v1_freezer_dir": v1_freezer_dir, "timeout_s": timeout_s}))
         if chosen is None:
             return failed(action, target, "dry-run", no_freezer_error(v2_dir, v1_freezer_dir))
@@ -139,9 +152,10 @@ Responder = ActionOutcome | Callable[[ActionCall], ActionOutcome]
 class RecordingBackend:
     """For tests: records every call and answers with configured outcomes.
 
-    `outcomes` maps an action name ("kill", "kill-process", "freeze", "thaw") to an
-    ActionOutcome (returned with the call's target filled in) or to a function of the
-    call. Unconfigured actions succeed with method "recorded".
+    `outcomes` maps an action ("kill", "kill-process", "freeze", "thaw") or a method
+    name ("kill_cgroup", ...) to an ActionOutcome (returned with the call's action and
+    target filled in) or to a function of the call. Unconfigured calls succeed with
+    method "recorded".
     """
 
     def __init__(self, outcomes: Mapping[str, Responder] | None = None) -> None:
@@ -150,7 +164,7 @@ class RecordingBackend:
 
     def _answer(self, call: ActionCall) -> ActionOutcome:
         self.calls.append(call)
-        configured = self.outcomes.get(call.action)
+        configured = self.outcomes.get(call.method, self.outcomes.get(call.action))
         if configured is None:
             return ActionOutcome(call.action, call.target, True, "recorded", (), None, None,
                                  None)
@@ -161,21 +175,21 @@ class RecordingBackend:
     def kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                     timeout_s: float = 5.0, use_cgroup_kill: bool = True,
                     protected_pids: frozenset[int] = frozenset()) -> ActionOutcome:
-        return self._answer(ActionCall("kill", procs_dir, {
+        return self._answer(ActionCall("kill_cgroup", procs_dir, {
             "usage_file": usage_file, "timeout_s": timeout_s,
             "use_cgroup_kill": use_cgroup_kill, "protected_pids": protected_pids}))
 
     def kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
                      timeout_s: float = 5.0) -> ActionOutcome:
-        return self._answer(ActionCall("kill-process", f"pid:{pid}", {
+        return self._answer(ActionCall("kill_process", f"pid:{pid}", {
             "protected_pids": protected_pids, "timeout_s": timeout_s}))
 
     def freeze_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None, *,
                       timeout_s: float = 5.0) -> ActionOutcome:
-        return self._answer(ActionCall("freeze", v2_dir or v1_freezer_dir or "", {
+        return self._answer(ActionCall("freeze_cgroup", v2_dir or v1_freezer_dir or "", {
             "v2_dir": v2_dir, "v1_freezer_dir": v1_freezer_dir, "timeout_s": timeout_s}))
 
     def thaw_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None, *,
                     timeout_s: float = 5.0) -> ActionOutcome:
-        return self._answer(ActionCall("thaw", v2_dir or v1_freezer_dir or "", {
+        return self._answer(ActionCall("thaw_cgroup", v2_dir or v1_freezer_dir or "", {
             "v2_dir": v2_dir, "v1_freezer_dir": v1_freezer_dir, "timeout_s": timeout_s}))
