@@ -1,0 +1,231 @@
+"""The engine on a fake cgroupfs with a recording backend: when it acts, on what, and
+what it writes in dry-run (nothing)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from builders import GiB, meminfo, snapshot, zram_swap
+from fakecgroupfs import FakeHost
+
+from zoomd.actions.backend import DryRunBackend, RecordingBackend
+from zoomd.config.schema import Config
+from zoomd.daemon.engine import Engine, scoped
+from zoomd.daemon.log import Logger
+from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.root import Root
+from zoomd.model.reclaim import ModelParams, estimate
+
+MiB = 1 << 20
+
+
+def config(**policy_overrides) -> Config:
+    policy = {
+        "name": "stuck", "monitor": "/", "window": "2s", "for": "1s",
+        "rank": ["refaults", "memory"], "post_action_delay": "10s",
+        "all": {"memory_pressure_full_above": "40%"},
+        "any": {"refault_rate_above": "15%", "anon_efficiency_below": "25%"},
+    }
+    policy.update(policy_overrides)
+    return Config.model_validate({"policy": [policy]})
+
+
+@pytest.fixture
+def lab(tmp_path) -> FakeHost:
+    h = FakeHost(str(tmp_path))
+    h.add("/lab", pids=[], current=530 * MiB)
+    h.add("/lab/workload", pids=[200], current=512 * MiB, limit=512 * MiB, anon=500 * MiB)
+    h.add("/lab/bystander", pids=[201], current=20 * MiB, limit=512 * MiB, anon=10 * MiB)
+    h.add("/lab/compressible", pids=[202], current=510 * MiB, limit=512 * MiB,
+          anon=500 * MiB)
+    return h
+
+
+def host_snapshot(t: float):
+    zram = zram_swap(2 * GiB, 1 * GiB, orig=1 * GiB, mem_used=512 * MiB)
+    mem = meminfo(24 * GiB, 20 * GiB, anon=2 * GiB, file=1 * GiB, swap_total=2 * GiB,
+                  swap_free=1 * GiB)
+    # Anon reclaim working at 50%, as in the lab.
+    vm = {"pgscan_anon": int(t * 100_000), "pgsteal_anon": int(t * 50_000)}
+    return snapshot(mem, (zram,), vm=vm, t=t)
+
+
+class Driver:
+    """Advance fake time; the workload thrashes at `full_pct` with `refault_pages_s`."""
+
+    def __init__(self, lab: FakeHost, engine: Engine) -> None:
+        self.lab, self.engine, self.t = lab, engine, 0.0
+        self.full_pct = 0.0
+        self.refault_pages_s = 0
+        self.records: list[dict] = []
+
+    def run(self, seconds: float, step: float = 0.25) -> list[dict]:
+        new: list[dict] = []
+        end = self.t + seconds
+        while self.t < end - 1e-9:
+            self.t += step
+            lab = self.lab.groups["/lab"]
+            work = self.lab.groups["/lab/workload"]
+            stall = int(self.full_pct / 100 * step * 1e6)
+            lab.full_us += stall
+            lab.some_us += stall
+            work.full_us += stall
+            # memory.stat is hierarchical: the parent counts its children's refaults.
+            work.refault_anon += int(self.refault_pages_s * step)
+            lab.refault_anon += int(self.refault_pages_s * step)
+            self.lab.write()
+            snap = host_snapshot(self.t)
+            est = estimate(snap, None, ModelParams())
+            new.extend(self.engine.tick(snap, est))
+        self.records.extend(new)
+        return new
+
+
+def make_engine(lab: FakeHost, cfg: Config, backend, dry_run: bool = False):
+    stream = io.StringIO()
+    engine = Engine(cfg, CgroupReader(Root(lab.base)), backend, Logger("json", "debug", stream),
+                    scope="/lab", dry_run=dry_run, vital_groups=("/",), page_size=4096)
+    return engine, stream
+
+
+def test_scoped_paths() -> None:
+    assert scoped("/", "/lab") == "/lab"
+    assert scoped("/user.slice", "/lab") == "/lab/user.slice"
+    assert scoped("/x", "/") == "/x"
+
+
+def test_thrashing_workload_is_killed_after_window_and_for(lab) -> None:
+    backend = RecordingBackend()
+    engine, stream = make_engine(lab, config(), backend)
+    d = Driver(lab, engine)
+    assert d.run(5.0) == []  # calm
+    d.full_pct = 60.0
+    d.refault_pages_s = 40_000  # 156 MiB/s of a 512 MiB group: ~30%/s
+    records = d.run(6.0)
+    assert len(records) == 1
+    rec = records[0]
+    assert rec["victim"] == "/lab/workload"
+    assert rec["action"] == "kill" and rec["dry_run"] is False
+    assert rec["trigger"]["all"] == {"memory_pressure_full_above": True}
+    assert rec["trigger"]["any"]["refault_rate_above"] is True
+    assert rec["candidates"][0]["path"] == "/lab/workload"
+    assert {c["path"] for c in rec["candidates"]} == {
+        "/lab/workload", "/lab/bystander", "/lab/compressible"}
+    # Acted between window+for (3 s) and that plus two ticks after the stall began.
+    fired_at = rec["monotonic"] - 5.0
+    assert 2.0 <= fired_at <= 3.75, fired_at
+    assert [c[0] for c in backend.calls] == ["kill_cgroup"]
+    assert backend.calls[0][1].endswith("/sys/fs/cgroup/lab/workload")
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert any(x.get("victim") == "/lab/workload" for x in lines)
+
+
+def test_post_action_delay_holds_back_a_second_action(lab) -> None:
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(), backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    d.run(9.0)
+    assert len(backend.calls) == 1  # the fake kill removed nothing; 10 s delay holds
+    d.run(6.0)
+    assert len(backend.calls) == 2
+
+
+def test_pressure_without_thrashing_is_left_alone(lab) -> None:
+    # The compressible case: stalls while filling, but no refaults and anon reclaim works.
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(), backend)
+    d = Driver(lab, engine)
+    d.full_pct = 60.0
+    d.refault_pages_s = 500
+    assert d.run(20.0) == []
+    assert backend.calls == []
+
+
+def test_dry_run_records_would_kill_and_calls_nothing(lab) -> None:
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(), backend, dry_run=True)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(6.0)
+    assert len(records) == 1
+    assert records[0]["dry_run"] is True
+    assert records[0]["summary"].startswith("would kill /lab/workload")
+    assert records[0]["result"]["method"] == "dry-run"
+    assert backend.calls == []
+
+
+def test_per_policy_dry_run(lab) -> None:
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(dry_run=True), backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    assert d.run(6.0)[0]["dry_run"] is True
+    assert backend.calls == []
+
+
+def test_protected_group_is_never_chosen(lab) -> None:
+    backend = RecordingBackend()
+    cfg = config(protect=["/lab/workload"])
+    engine, _ = make_engine(lab, cfg, backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(6.0)
+    assert records and records[0]["victim"] != "/lab/workload"
+    assert records[0]["skipped"]["/lab/workload"] == "protected by policy"
+
+
+def test_freeze_then_thaw_when_clear(lab) -> None:
+    backend = RecordingBackend()
+    cfg = config(action="freeze", thaw_after="3s")
+    engine, _ = make_engine(lab, cfg, backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    d.run(6.0)
+    assert [c[0] for c in backend.calls] == ["freeze_cgroup"]
+    assert engine.busy
+    d.full_pct, d.refault_pages_s = 0.0, 0
+    d.run(8.0)
+    assert [c[0] for c in backend.calls] == ["freeze_cgroup", "thaw_cgroup"]
+    assert not engine.busy
+
+
+def test_freeze_escalates_to_kill(lab) -> None:
+    backend = RecordingBackend()
+    cfg = config(action="freeze", kill_after_frozen="4s", post_action_delay="30s")
+    engine, _ = make_engine(lab, cfg, backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    d.run(10.0)
+    assert [c[0] for c in backend.calls] == ["freeze_cgroup", "kill_cgroup"]
+
+
+def test_thaw_all_on_shutdown(lab) -> None:
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(action="freeze"), backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    d.run(6.0)
+    outcomes = engine.thaw_all()
+    assert len(outcomes) == 1
+    assert [c[0] for c in backend.calls] == ["freeze_cgroup", "thaw_cgroup"]
+
+
+def test_dry_run_backend_writes_nothing(lab, tmp_path) -> None:
+    import os
+
+    before = {}
+    for dirpath, _, files in os.walk(lab.base):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            with open(p, "rb") as f:
+                before[p] = (os.stat(p).st_mtime_ns, f.read())
+    dry = DryRunBackend()
+    dry.kill_cgroup(f"{lab.base}/sys/fs/cgroup/lab/workload")
+    dry.freeze_cgroup(f"{lab.base}/sys/fs/cgroup/lab/workload", None)
+    dry.thaw_cgroup(f"{lab.base}/sys/fs/cgroup/lab/workload", None)
+    for p, (mtime, data) in before.items():
+        with open(p, "rb") as f:
+            assert (os.stat(p).st_mtime_ns, f.read()) == (mtime, data), p
