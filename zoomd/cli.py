@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoomd",
         description="Userspace OOM policy for hosts whose swap is RAM-backed (zram).",
+        epilog="Exit status: 0 success, 2 bad configuration or kernel input (the message "
+               "names the file), 130 interrupted. `zoomd COMMAND --help` shows a "
+               "command's options; man zoomd(8) and zoomd.toml(5) have the rest.",
     )
     parser.add_argument("--version", action="version", version=f"zoomd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="page size of the host the tree came from (default: this host's)")
     status.set_defaults(func=_cmd_status)
     _add_daemon_commands(sub)
+    from zoomd.manpage import add_commands as add_hidden_commands
+
+    add_hidden_commands(sub)
     return parser
 
 
