@@ -20,8 +20,9 @@ class HotFile:
     def __init__(self, path: str, bufsize: int = 8192) -> None:
         self.path = path
         self._bufsize = bufsize
+        self._fd: int | None = None
         try:
-            self._fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise KernelFileError(path, "missing") from None
         except OSError as exc:

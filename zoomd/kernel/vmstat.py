@@ -50,11 +50,12 @@ class VmStat:
 
     @property
     def pgscan_total(self) -> int | None:
-        """All LRU scans, kswapd and direct (present on every kernel zoomd supports)."""
-        direct = self.sum_of("pgscan_kswapd", "pgscan_direct")
-        if direct is not None:
-            return direct
-        return self.sum_of("pgscan_anon", "pgscan_file")
+        """All LRU scans. pgscan_anon/file (5.8+) count cgroup-limit reclaim too, which
+        pgscan_kswapd/direct leave out; older kernels only have the latter."""
+        split = self.sum_of("pgscan_anon", "pgscan_file")
+        if split is not None:
+            return split
+        return self.sum_of("pgscan_kswapd", "pgscan_direct")
 
     @property
     def refault_anon(self) -> int | None:
