@@ -229,3 +229,16 @@ def test_dry_run_backend_writes_nothing(lab, tmp_path) -> None:
     for p, (mtime, data) in before.items():
         with open(p, "rb") as f:
             assert (os.stat(p).st_mtime_ns, f.read()) == (mtime, data), p
+
+
+def test_kill_process_mode_kills_the_largest_process_only(lab) -> None:
+    lab.groups["/lab/workload"].pids = [200, 210]
+    lab.proc_groups[210] = "/lab/workload"
+    lab.write()
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(action="kill-process"), backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(6.0)
+    assert records and records[0]["action"] == "kill-process"
+    assert [(c[0], c[1]) for c in backend.calls] == [("kill_process", "pid:210")]

@@ -162,7 +162,7 @@ class Engine:
             return None
         victim = ranked[0]
         backend, dry = self._backend_for(policy)
-        outcome = self._act(backend, policy.action, victim.path)
+        outcome = self._act(backend, policy, victim.path)
         record = self._record(state, host, estimate, fig, results, ranked, skipped, victim.path,
                               policy.action, dry, outcome)
         if outcome.ok and policy.action == "freeze" and not dry:
@@ -174,7 +174,8 @@ class Engine:
         self.records.append(record)
         return record
 
-    def _act(self, backend: ActionBackend, action: str, path: str) -> ActionOutcome:
+    def _act(self, backend: ActionBackend, policy: Policy, path: str) -> ActionOutcome:
+        action = policy.action
         v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
         memory = self.reader.memory(path)
         usage_file = None
@@ -188,7 +189,7 @@ class Engine:
             return backend.kill_cgroup(v2_dir, usage_file=usage_file)
         if action == "freeze":
             return backend.freeze_cgroup(v2_dir, self._v1_freezer_dir(path))
-        return self._kill_largest_process(backend, path)
+        return self._kill_largest_process(backend, path, policy)
 
     def _v1_freezer_dir(self, path: str) -> str | None:
         if self.reader.exists(path) and self.reader.root.exists(
@@ -203,12 +204,11 @@ class Engine:
                 return self.reader.root.join(directory) if directory else None
         return None
 
-    def _kill_largest_process(self, backend: ActionBackend, path: str) -> ActionOutcome:
+    def _kill_largest_process(self, backend: ActionBackend, path: str,
+                              policy: Policy) -> ActionOutcome:
         from zoomd.daemon.processes import choose_process
 
-        policy_rules = next((s.policy.process for s in self.states
-                             if s.monitor.path and path.startswith(s.monitor.path)), None)
-        pid = choose_process(self.reader, path, policy_rules)
+        pid = choose_process(self.reader, path, policy.process)
         if pid is None:
             return ActionOutcome("kill-process", path, False, "pidfd", (), None, None,
                                  "no process may be killed in this group")

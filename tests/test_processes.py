@@ -1,0 +1,42 @@
+"""Per-process mode: the largest process of a group, with protect/prefer rules."""
+
+from __future__ import annotations
+
+from fakecgroupfs import FakeHost
+
+from zoomd.config.schema import ProcessRules
+from zoomd.daemon.processes import choose_process
+from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.root import Root
+
+
+def make(tmp_path) -> CgroupReader:
+    host = FakeHost(str(tmp_path))
+    # FakeHost gives each process VmRSS = pid kB: 300 is the largest.
+    host.add("/term", pids=[100, 300, 200])
+    return CgroupReader(Root(host.base))
+
+
+def test_largest_process_is_chosen(tmp_path) -> None:
+    assert choose_process(make(tmp_path), "/term", None) == 300
+
+
+def test_protected_names_are_skipped(tmp_path) -> None:
+    rules = ProcessRules(protect=("^proc300$",))
+    assert choose_process(make(tmp_path), "/term", rules) == 200
+
+
+def test_preferred_beats_larger(tmp_path) -> None:
+    rules = ProcessRules(prefer=("proc100",))
+    assert choose_process(make(tmp_path), "/term", rules) == 100
+
+
+def test_everything_protected_gives_none(tmp_path) -> None:
+    rules = ProcessRules(protect=("^proc",))
+    assert choose_process(make(tmp_path), "/term", rules) is None
+
+
+def test_pid1_is_never_chosen(tmp_path) -> None:
+    host = FakeHost(str(tmp_path))
+    host.add("/init", pids=[1])
+    assert choose_process(CgroupReader(Root(host.base)), "/init", None) is None
