@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from zoomd.kernel.swaps import unescape_octal
 from zoomd.lab.scenario import daemon_argv
 from zoomd.lab.summary import brownout, summarize
-from zoomd.lab.sysfs import unescape_octal
 from zoomd.lab.timeline import parse_keyed, parse_mm_stat, parse_psi, parse_swaps
 from zoomd.lab.workloads import parse_size
 

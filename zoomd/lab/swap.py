@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from zoomd.kernel.swaps import unescape_octal
 from zoomd.lab.signals import deferred_signals
 from zoomd.lab.sysfs import (
     RAM_FILESYSTEMS,
@@ -21,7 +22,6 @@ from zoomd.lab.sysfs import (
     filesystem_type,
     read_text,
     run,
-    unescape_octal,
     write_text,
 )
 

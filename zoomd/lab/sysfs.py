@@ -1,8 +1,7 @@
 """Small helpers the lab shares: sysfs/cgroupfs writes, mounts and our own cgroups.
 
-The lab only needs a handful of values from /proc/self/mountinfo and /proc/self/cgroup,
-so it parses them here instead of depending on the product's parsers (written
-elsewhere). Mount points are always found, never hard-coded.
+Mounts come from zoomd's own mountinfo parser; mount points are always found, never
+hard-coded.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ import subprocess
 from dataclasses import dataclass
 
 from zoomd.errors import ZoomdError
+from zoomd.kernel.mountinfo import RAM_FILESYSTEMS, parse_mountinfo
 
-RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
+__all__ = ["RAM_FILESYSTEMS", "LabError", "Mount", "mounts"]
 
 
 class LabError(ZoomdError):
@@ -43,20 +43,6 @@ def run(argv: list[str]) -> str:
     return proc.stdout
 
 
-def unescape_octal(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
-    out, i = [], 0
-    while i < len(field):
-        octal = field[i + 1 : i + 4]
-        if field[i] == "\\" and len(octal) == 3 and octal.isdigit():
-            out.append(chr(int(octal, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 @dataclass(frozen=True, slots=True)
 class Mount:
     """The few mountinfo fields the lab needs."""
@@ -69,24 +55,11 @@ class Mount:
 
 
 def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
-    result: list[Mount] = []
-    for line in read_text(mountinfo).splitlines():
-        head, sep, tail = line.partition(" - ")
-        fields, rest = head.split(), tail.split()
-        if not sep or len(fields) < 5 or len(rest) < 2:
-            continue
-        major, _, minor = fields[2].partition(":")
-        options = tuple(rest[2].split(",")) if len(rest) > 2 else ()
-        result.append(
-            Mount(
-                unescape_octal(fields[4]),
-                unescape_octal(fields[3]),
-                os.makedev(int(major), int(minor)),
-                rest[0],
-                options,
-            )
-        )
-    return result
+    """The host's mounts, through zoomd's own mountinfo parser."""
+    return [
+        Mount(m.mount_point, m.root, os.makedev(m.major, m.minor), m.fstype, m.super_options)
+        for m in parse_mountinfo(read_text(mountinfo), mountinfo)
+    ]
 
 
 def cgroup2_mount() -> Mount | None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from zoomd.lab.sysfs import unescape_octal
+from zoomd.kernel.swaps import unescape_octal
 
 VMSTAT_FIELDS = (
     "pgscan_anon",
