@@ -220,3 +220,15 @@ def test_every_tree_has_a_readme_entry(tree_path) -> None:
         readme = f.read()
     for name in KINDS:
         assert f"`{name}`" in readme
+
+
+def test_fixture_trees_have_no_symlink_loops(tree_path) -> None:
+    # A loop (sysfs holders <-> slaves) makes setuptools walk the source tree forever.
+    base = os.path.dirname(tree_path("no-swap"))
+    for dirpath, dirnames, _ in os.walk(base, followlinks=False):
+        for name in dirnames:
+            full = os.path.join(dirpath, name)
+            if os.path.islink(full):
+                target = os.path.realpath(full)
+                assert not (dirpath + "/").startswith(target + "/"), f"{full} loops"
+                assert os.path.realpath(dirpath).startswith(target + "/") is False, full
