@@ -12,7 +12,7 @@ import time
 from zoomd.daemon.sample import GroupSample
 from zoomd.errors import KernelFileError
 from zoomd.kernel.cgroups import CgroupMemory, CgroupReader
-from zoomd.kernel.hotfile import HotFile
+from zoomd.kernel.hotfile import HotFile, HotFileCache
 from zoomd.kernel.psi import parse_psi
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -45,6 +45,7 @@ class GroupMonitor:
         self._pressure: HotFile | None = None
         self._v1_path: str | None = None
         self._v1_checked = -1e9
+        self._files = HotFileCache()  # memory files re-read every tick, kept open
         if path != "/":
             self._pressure = HotFile(reader.root.join(
                 f"{reader.layout.v2_dir(path)}/memory.pressure"), bufsize=512)
@@ -58,17 +59,24 @@ class GroupMonitor:
     def close(self) -> None:
         if self._pressure is not None:
             self._pressure.close()
+        self._files.close()
+
+    def _text_of(self, kernel_path: str) -> str | None:
+        return self._files.text(self.reader.root.join(kernel_path))
 
     def _memory(self) -> CgroupMemory | None:
         reader = self.reader
         if reader.layout.memory_on_v2:
-            return reader.memory(self.path)
+            return reader.memory_v2(self.path, self._text_of)
         now = time.monotonic()
         if now - self._v1_checked > V1_PATH_REFRESH_S:
-            self._v1_path = reader.v1_memory_path(self.path)
+            v1_path = reader.v1_memory_path(self.path)
+            if v1_path != self._v1_path:
+                self._files.close()  # the group's processes moved: drop the old files
+            self._v1_path = v1_path
             self._v1_checked = now
         if self._v1_path and self._v1_path != "/":
-            found = reader._memory_v1(self._v1_path)
+            found = reader.memory_v1(self._v1_path, self._text_of)
             if found is not None:
                 return found
             self._v1_checked = -1e9  # the v1 group vanished: look again next tick

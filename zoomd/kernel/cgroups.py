@@ -9,6 +9,7 @@ memory cgroup that the group's processes belong to.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoomd.errors import KernelFileError
@@ -104,14 +105,21 @@ _V1_STAT_NAMES = {
 }
 
 
-def _read_int_file(root: Root, path: str, name: str) -> int | None:
-    text = root.read_optional(path)
+TextOf = Callable[[str], "str | None"]  # kernel path -> text, None when absent
+
+
+def _int_of(text_of: TextOf, root: Root, path: str, name: str) -> int | None:
+    text = text_of(path)
     if text is None:
         return None
     value = text.strip()
     if value == "max":
         return None
     return parse_int(root.join(path), name, value)
+
+
+def _read_int_file(root: Root, path: str, name: str) -> int | None:
+    return _int_of(root.read_optional, root, path, name)
 
 
 class CgroupReader:
@@ -172,26 +180,29 @@ class CgroupReader:
     def memory(self, cgpath: str) -> CgroupMemory | None:
         """Memory figures of a group; None when the group has none we can find."""
         if self.layout.memory_on_v2:
-            return self._memory_v2(cgpath)
+            return self.memory_v2(cgpath)
         v1path = self.v1_memory_path(cgpath)
         if v1path is not None and v1path != "/":
-            return self._memory_v1(v1path)
+            return self.memory_v1(v1path)
         return self._memory_procs(cgpath)
 
-    def _memory_v2(self, cgpath: str) -> CgroupMemory | None:
+    def memory_v2(self, cgpath: str, text_of: TextOf | None = None) -> CgroupMemory | None:
+        """v2 memory figures; `text_of` lets the daemon read through kept-open files."""
+        text_of = text_of or self.root.read_optional
         directory = self.layout.v2_dir(cgpath)
-        stat_text = self.root.read_optional(f"{directory}/memory.stat")
+        stat_text = text_of(f"{directory}/memory.stat")
         if stat_text is None:
             return None
         stat = parse_name_values(stat_text, self.root.join(f"{directory}/memory.stat"))
-        swap = _read_int_file(self.root, f"{directory}/memory.swap.current",
-                              "memory.swap.current")
+        swap = _int_of(text_of, self.root, f"{directory}/memory.swap.current",
+                       "memory.swap.current")
         if swap is not None:
             stat.setdefault("swap", swap)
         return CgroupMemory(
             source="v2",
-            current=_read_int_file(self.root, f"{directory}/memory.current", "memory.current"),
-            limit=_read_int_file(self.root, f"{directory}/memory.max", "memory.max"),
+            current=_int_of(text_of, self.root, f"{directory}/memory.current",
+                            "memory.current"),
+            limit=_int_of(text_of, self.root, f"{directory}/memory.max", "memory.max"),
             swap=swap,
             anon=stat.get("anon"),
             file=stat.get("file"),
@@ -219,20 +230,22 @@ class CgroupReader:
             return None
         return "/" + "/".join(common)
 
-    def _memory_v1(self, v1path: str) -> CgroupMemory | None:
+    def memory_v1(self, v1path: str, text_of: TextOf | None = None) -> CgroupMemory | None:
+        """Figures of a v1 memory cgroup (hierarchical totals, renamed to v2's names)."""
+        text_of = text_of or self.root.read_optional
         directory = self.layout.v1_dir("memory", v1path)
         if directory is None:
             return None
         stat_path = f"{directory}/memory.stat"
-        stat_text = self.root.read_optional(stat_path)
+        stat_text = text_of(stat_path)
         if stat_text is None:
             return None
         raw = parse_name_values(stat_text, self.root.join(stat_path))
         stat = {new: raw[old] for old, new in _V1_STAT_NAMES.items() if old in raw}
-        usage = _read_int_file(self.root, f"{directory}/memory.usage_in_bytes",
-                               "memory.usage_in_bytes")
-        limit = _read_int_file(self.root, f"{directory}/memory.limit_in_bytes",
-                               "memory.limit_in_bytes")
+        usage = _int_of(text_of, self.root, f"{directory}/memory.usage_in_bytes",
+                        "memory.usage_in_bytes")
+        limit = _int_of(text_of, self.root, f"{directory}/memory.limit_in_bytes",
+                        "memory.limit_in_bytes")
         if limit is not None and limit >= UNLIMITED_V1:
             limit = None
         return CgroupMemory(

@@ -66,3 +66,44 @@ class HotFile:
 
     def __del__(self) -> None:
         self.close()
+
+
+class HotFileCache:
+    """Files of groups the daemon watches every tick, opened once on first use.
+
+    `text(path)` is None for a file that does not exist (or vanished with its group),
+    so callers treat "not there" exactly as when they read through a Root.
+    """
+
+    __slots__ = ("_files",)
+
+    def __init__(self) -> None:
+        self._files: dict[str, HotFile] = {}
+
+    def text(self, path: str) -> str | None:
+        hot = self._files.get(path)
+        if hot is None:
+            if not os.path.exists(path):
+                return None
+            try:
+                hot = HotFile(path, bufsize=4096)
+            except KernelFileError:
+                if not os.path.exists(path):
+                    return None
+                raise
+            self._files[path] = hot
+        try:
+            return hot.read()
+        except KernelFileError:
+            self._files.pop(path).close()
+            if not os.path.exists(path):
+                return None  # the group went away between ticks
+            raise
+
+    def close(self) -> None:
+        for hot in self._files.values():
+            hot.close()
+        self._files.clear()
+
+    def __len__(self) -> int:
+        return len(self._files)
