@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.blockdev import classify_swap, zswap_enabled
+from zoomd.kernel.blockdev import DeviceKind, classify_swap, zswap_enabled
 from zoomd.kernel.hotfile import HotFile
 from zoomd.kernel.meminfo import parse_meminfo
-from zoomd.kernel.mountinfo import read_mountinfo
+from zoomd.kernel.mountinfo import Mount, read_mountinfo
 from zoomd.kernel.psi import Psi, parse_psi
 from zoomd.kernel.root import Root
 from zoomd.kernel.swaps import parse_swaps
@@ -21,6 +22,9 @@ from zoomd.kernel.vmstat import parse_vmstat
 from zoomd.kernel.zoneinfo import read_min_free_bytes
 from zoomd.kernel.zram import ZramDevice, list_zram, parse_mm_stat, read_zram
 from zoomd.model.snapshot import HostSnapshot, SwapDevice
+
+# (root, swap path, swap type, mounts) -> verdict; replay substitutes recorded verdicts.
+Classifier = Callable[[Root, str, str, "list[Mount] | None"], DeviceKind]
 
 
 def default_page_size() -> int:
@@ -30,9 +34,11 @@ def default_page_size() -> int:
 class HostReader:
     """Samples the host; one instance per root, reused every tick."""
 
-    def __init__(self, root: Root, page_size: int | None = None) -> None:
+    def __init__(self, root: Root, page_size: int | None = None,
+                 classify: Classifier | None = None) -> None:
         self.root = root
         self.page_size = page_size or default_page_size()
+        self._classify_swap = classify or classify_swap
         self._meminfo = HotFile(root.join("/proc/meminfo"))
         self._vmstat = HotFile(root.join("/proc/vmstat"), bufsize=16384)
         self._swaps = HotFile(root.join("/proc/swaps"))
@@ -97,18 +103,21 @@ class HostReader:
 
     def _classify(self, swaps_text: str, zram: tuple[ZramDevice, ...]) -> None:
         entries = parse_swaps(swaps_text, self._swaps.path)
-        mounts = read_mountinfo(self.root) if any(e.type == "file" for e in entries) else None
+        needs_mounts = self._classify_swap is classify_swap and any(
+            e.type == "file" for e in entries)
+        mounts = read_mountinfo(self.root) if needs_mounts else None
         by_name = {z.name: z for z in zram}
         devices = []
         for entry in entries:
-            kind = classify_swap(self.root, entry.path, entry.type, mounts)
+            kind = self._classify_swap(self.root, entry.path, entry.type, mounts)
             zdev = by_name.get(kind.block_device or "") if kind.kind.startswith("zram") else None
             devices.append(SwapDevice(entry, kind, zdev))
         self._swap_devices = tuple(devices)
         self._swaps_text = swaps_text
 
-    def sample(self) -> HostSnapshot:
-        now = time.monotonic()
+    def sample(self, now: float | None = None) -> HostSnapshot:
+        """One snapshot stamped `now` (default: the monotonic clock; replay: the trace's)."""
+        now = time.monotonic() if now is None else now
         meminfo = parse_meminfo(self._meminfo.read(), self._meminfo.path)
         vmstat = parse_vmstat(self._vmstat.read(), self._vmstat.path)
         zram = self._refresh_zram()
