@@ -107,9 +107,34 @@ class Policy(Strict):
         return self
 
 
+class ZramRule(Strict):
+    """The rule zoomd adds on a ManagedOOMMemoryPressure=kill cgroup in zram-aware mode."""
+
+    window: Duration = 2.0
+    for_: Duration | None = Field(None, alias="for")  # None: the cgroup's own duration
+    all: Conditions = Conditions(memory_pressure_full_above=40.0)
+    any: Conditions = Conditions(refault_rate_above=15.0, anon_efficiency_below=25.0,
+                                 effective_available_below="3%")  # type: ignore[arg-type]
+    rank: tuple[RankKey, ...] = ("refaults", "memory")
+
+
+class SystemdSection(Strict):
+    """systemd-oomd's interfaces: oomd.conf, ManagedOOM varlink, oom1 D-Bus."""
+
+    managed_oom: bool = True
+    mode: Literal["strict", "zram-aware"] = "zram-aware"
+    system_socket: str = ""  # "": the current, then the systemd 252 spelling
+    user_socket: str = ""  # "": listen only when socket-activated
+    oomd_conf: bool = True
+    dbus: bool = True
+    dump_format: Literal["current", "v252"] = "current"
+    zram: ZramRule = ZramRule()
+
+
 class Config(Strict):
     daemon: DaemonSection = DaemonSection()
     reclaim: ReclaimSection = ReclaimSection()
+    systemd: SystemdSection = SystemdSection()
     policy: tuple[Policy, ...] = ()
 
     @model_validator(mode="after")
