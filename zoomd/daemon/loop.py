@@ -12,12 +12,12 @@ import os
 import select
 import signal
 import time
-from collections import deque
 
 from zoomd.actions.backend import ActionBackend, CgroupfsBackend
 from zoomd.config.load import load_config
 from zoomd.config.schema import Config
 from zoomd.daemon.engine import Engine
+from zoomd.daemon.hostmodel import HostModel, model_params
 from zoomd.daemon.log import Logger
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
@@ -27,14 +27,6 @@ from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.root import Root
-from zoomd.model.reclaim import ModelParams, estimate, reclaim_window
-
-
-def model_params(config: Config) -> ModelParams:
-    r = config.reclaim
-    return ModelParams(mode=r.anon, min_anon_efficiency_pct=r.min_anon_efficiency,
-                       min_scanned_pages=r.min_scanned_pages,
-                       assumed_compression_ratio=r.assumed_compression_ratio)
 
 
 def vital_groups(root: Root) -> tuple[str, ...]:
@@ -69,7 +61,7 @@ class Daemon:
         self._reload = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._prev = None
-        self._vm_window: deque = deque(maxlen=64)
+        self.model = HostModel(model_params(self.config))
 
     def _make_engine(self, config: Config) -> Engine:
         return Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
@@ -129,22 +121,8 @@ class Daemon:
     # -- loop ---------------------------------------------------------------------------
     def tick(self) -> list[dict]:
         snap = self.host.sample()
-        self._vm_window.append(snap)
-        params = model_params(self.config)
-        window = None
-        # The host model's efficiency window: the sample nearest 5 s ago.
-        first = None
-        for old in self._vm_window:
-            if snap.monotonic - old.monotonic >= 5.0:
-                first = old
-        if first is None and len(self._vm_window) > 1:
-            first = self._vm_window[0]
-        if first is not None and first is not snap:
-            window = reclaim_window(first.vmstat, snap.vmstat, snap.monotonic - first.monotonic)
-        est = estimate(snap, window, params)
-        while self._vm_window and snap.monotonic - self._vm_window[0].monotonic > 6.0:
-            self._vm_window.popleft()
-        return self.engine.tick(snap, est)
+        self.model.params = model_params(self.config)
+        return self.engine.tick(snap, self.model.update(snap))
 
     def run(self) -> int:
         self._protect_self()
