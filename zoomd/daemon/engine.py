@@ -74,9 +74,25 @@ class Engine:
         self.records: list[dict[str, Any]] = []
         self.states: list[PolicyState] = []
         for policy in config.policy:
-            path = scoped(policy.monitor, scope)
-            horizon = max(policy.window, 10.0) + policy.for_
-            self.states.append(PolicyState(policy, open_monitor(path, reader), History(horizon)))
+            self.add_policy(policy, scope=scope)
+
+    def add_policy(self, policy: Policy, *, scope: str = "/") -> None:
+        """Start evaluating a policy (at start-up, or one made at run time)."""
+        path = scoped(policy.monitor, scope)
+        horizon = max(policy.window, 10.0) + policy.for_
+        self.states.append(PolicyState(policy, open_monitor(path, reader=self.reader),
+                                       History(horizon)))
+
+    def remove_policy(self, name: str) -> list[ActionOutcome]:
+        """Stop a policy; what it froze is thawed. Returns the thaw outcomes."""
+        outcomes: list[ActionOutcome] = []
+        for state in [s for s in self.states if s.policy.name == name]:
+            for path in list(state.frozen):
+                outcomes.append(self.backend.thaw_cgroup(self.reader.root.join(
+                    self.reader.layout.v2_dir(path)), self._v1_freezer_dir(path)))
+            state.monitor.close()
+            self.states.remove(state)
+        return outcomes
 
     @property
     def busy(self) -> bool:
