@@ -44,18 +44,20 @@ def events(path: str) -> dict[str, str]:
 @pytest.fixture
 def lab():
     require_real_kernel(need_zram=False)
-    with open("/proc/swaps") as f:
-        if len(f.read().splitlines()) > 1:
-            pytest.skip("real-kernel test skipped: swap is active (another lab run?)")
     from zoomd.lab.cgroups import LabCgroups
     from zoomd.lab.lock import lab_lock
 
-    with lab_lock(), LabCgroups() as cg:
-        for name in ("victim", "protected"):
-            cg.child(name)
-            for _ in range(2):
-                cg.start(name, ["sleep", "60"])
-        yield cg
+    with lab_lock():
+        # Other lab runs turn swap on while they hold the lock; ours needs none.
+        with open("/proc/swaps") as f:
+            if len(f.read().splitlines()) > 1:
+                pytest.skip("real-kernel test skipped: swap is active outside any lab run")
+        with LabCgroups() as cg:
+            for name in ("victim", "protected"):
+                cg.child(name)
+                for _ in range(2):
+                    cg.start(name, ["sleep", "60"])
+            yield cg
 
 
 def run_daemon(tmp_path, cg, action: str, *extra: str) -> tuple[subprocess.Popen, str]:
