@@ -1,0 +1,188 @@
+"""oomd.conf: systemd-oomd's [OOM] settings, read the way systemd reads them.
+
+Main file: the first of /etc, /run, /usr/local/lib, /usr/lib (systemd/oomd.conf);
+systemd 252 reads only /etc/systemd/oomd.conf, which comes first anyway. Drop-ins:
+`oomd.conf.d/*.conf` from /etc, /run, /usr/local/lib, /usr/lib (and /lib on
+split-usr systems); a name in an earlier directory hides the same name in a later
+one, a symlink to /dev/null or an empty file masks it, and the survivors are applied
+after the main file in name order. A bad value is a warning naming file, line and
+key, and the value before it stays, as systemd does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+from zoomd.systemd.values import (
+    USEC_INFINITY,
+    USEC_PER_SEC,
+    parse_permyriad,
+    parse_timespan,
+)
+
+DEFAULT_SWAP_USED_LIMIT = 9000  # permyriad
+DEFAULT_PRESSURE_LIMIT = 6000  # permyriad
+DEFAULT_PRESSURE_DURATION = 30 * USEC_PER_SEC
+
+MAIN_FILES = ("/etc/systemd/oomd.conf", "/run/systemd/oomd.conf",
+              "/usr/local/lib/systemd/oomd.conf", "/usr/lib/systemd/oomd.conf")
+DROPIN_DIRS = ("/etc/systemd/oomd.conf.d", "/run/systemd/oomd.conf.d",
+               "/usr/local/lib/systemd/oomd.conf.d", "/usr/lib/systemd/oomd.conf.d",
+               "/lib/systemd/oomd.conf.d")
+
+
+@dataclass(frozen=True)
+class OomdConf:
+    """The effective [OOM] settings and where they came from."""
+
+    swap_used_limit: int = DEFAULT_SWAP_USED_LIMIT  # permyriad
+    pressure_limit: int = DEFAULT_PRESSURE_LIMIT  # permyriad
+    pressure_duration_usec: int = DEFAULT_PRESSURE_DURATION
+    files: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+
+def _masked(path: str) -> bool:
+    try:
+        return os.path.realpath(path) == "/dev/null" or os.path.getsize(path) == 0
+    except OSError:
+        return True
+
+
+def config_files(root: str = "/") -> list[str]:
+    """Main file then drop-ins, in the order systemd applies them (paths under root)."""
+    def at(path: str) -> str:
+        return os.path.join(root, path.lstrip("/")) if root not in ("", "/") else path
+
+    files: list[str] = []
+    for main in MAIN_FILES:
+        if os.path.isfile(at(main)) or os.path.islink(at(main)):
+            if not _masked(at(main)):
+                files.append(at(main))
+            break
+    chosen: dict[str, str] = {}
+    seen_dirs: set[str] = set()
+    for directory in DROPIN_DIRS:
+        real = at(directory)
+        try:
+            key = os.path.realpath(real)
+            if key in seen_dirs:
+                continue  # /lib -> /usr/lib on merged-usr systems
+            seen_dirs.add(key)
+            names = os.listdir(real)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".conf") and name not in chosen:
+                chosen[name] = os.path.join(real, name)
+    files.extend(chosen[name] for name in sorted(chosen) if not _masked(chosen[name]))
+    return files
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) with backslash continuations joined."""
+    out: list[tuple[int, str]] = []
+    pending = ""
+    start = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not pending:
+            start = number
+        if raw.endswith("\\") and not raw.endswith("\\\\"):
+            pending += raw[:-1] + " "
+            continue
+        out.append((start, pending + raw))
+        pending = ""
+    if pending:
+        out.append((start, pending))
+    return out
+
+
+def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
+    """Apply one file's [OOM] assignments on top of `conf`."""
+    warnings = list(conf.warnings)
+    section: str | None = None
+    ignored_section = False
+
+    def warn(line: int, message: str) -> None:
+        warnings.append(f"{path}:{line}: {message}")
+
+    for line, raw in _logical_lines(text):
+        stripped = raw.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if stripped.startswith("["):
+            if not stripped.endswith("]"):
+                warn(line, f"invalid section header {stripped!r}, ignoring")
+                continue
+            name = stripped[1:-1]
+            if name == "OOM":
+                section, ignored_section = name, False
+            else:
+                section, ignored_section = None, True
+                if not name.startswith("X-"):
+                    warn(line, f"unknown section {name!r}, ignoring")
+            continue
+        if section is None:
+            if not ignored_section:
+                warn(line, "assignment outside of section, ignoring")
+            continue
+        key, eq, value = stripped.partition("=")
+        if not eq:
+            warn(line, "missing '=', ignoring line")
+            continue
+        key, value = key.strip(), value.strip()
+        conf = _assign(conf, key, value, lambda message, ln=line: warn(ln, message))
+    return replace(conf, files=(*conf.files, path), warnings=tuple(warnings))
+
+
+def _assign(conf: OomdConf, key: str, value: str, warn) -> OomdConf:  # type: ignore[no-untyped-def]
+    if key == "SwapUsedLimit":
+        try:
+            return replace(conf, swap_used_limit=parse_permyriad(value))
+        except ValueError as exc:
+            warn(f"SwapUsedLimit={value}: {exc}; keeping "
+                 f"{conf.swap_used_limit / 100:g}%")
+            return conf
+    if key == "DefaultMemoryPressureLimit":
+        try:
+            return replace(conf, pressure_limit=parse_permyriad(value))
+        except ValueError as exc:
+            warn(f"DefaultMemoryPressureLimit={value}: {exc}; keeping "
+                 f"{conf.pressure_limit / 100:g}%")
+            return conf
+    if key == "DefaultMemoryPressureDurationSec":
+        if not value:
+            return replace(conf, pressure_duration_usec=DEFAULT_PRESSURE_DURATION)
+        try:
+            usec = parse_timespan(value)
+        except ValueError as exc:
+            warn(f"DefaultMemoryPressureDurationSec={value}: {exc}; keeping "
+                 f"{conf.pressure_duration_usec / USEC_PER_SEC:g}s")
+            return conf
+        if usec == 0:
+            return replace(conf, pressure_duration_usec=DEFAULT_PRESSURE_DURATION)
+        if usec < USEC_PER_SEC or usec == USEC_INFINITY:
+            warn(f"DefaultMemoryPressureDurationSec={value}: must be at least 1s and less "
+                 f"than infinity; keeping {conf.pressure_duration_usec / USEC_PER_SEC:g}s")
+            return conf
+        return replace(conf, pressure_duration_usec=usec)
+    if key in ("PrekillHookTimeoutSec", "EnablePrekillHook"):
+        warn(f"{key}= is not supported by zoomd (no prekill hooks), ignoring")
+        return conf
+    warn(f"unknown key {key!r} in section 'OOM', ignoring")
+    return conf
+
+
+def load_oomd_conf(root: str = "/") -> OomdConf:
+    """The effective oomd.conf of the host under `root`; unreadable files are warnings."""
+    conf = OomdConf()
+    for path in config_files(root):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except OSError as exc:
+            conf = replace(conf, warnings=(*conf.warnings, f"{path}: {exc.strerror}"))
+            continue
+        conf = parse_text(text, path, conf)
+    return conf

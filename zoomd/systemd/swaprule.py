@@ -1,0 +1,150 @@
+"""ManagedOOMSwap=kill: systemd-oomd's swap rule, and a zram-aware one.
+
+systemd-oomd acts when MemAvailable and SwapFree are both below (100 -
+SwapUsedLimit)% of their totals, on the descendant of a swap-managed cgroup with the
+most swap, if it holds more than 5% of SwapTotal. On zram that rule is fooled: a
+free zram slot is not free memory (filling it costs RAM), so SwapFree stays high
+while the host browns out. The zram-aware rule uses zoomd's reclaim model instead:
+memory is zoomd's effective available, and swap counts disk slots fully but
+RAM-backed slots only for the RAM that pushing the remaining anon into them would
+give back (nothing while anon reclaim is failing).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from zoomd.config.schema import Conditions, Policy
+from zoomd.daemon import candidates as cand_mod
+from zoomd.daemon.engine import Engine
+from zoomd.model.reclaim import ModelParams, ReclaimEstimate, compression_anon_reclaimable
+from zoomd.model.snapshot import HostSnapshot
+from zoomd.systemd.managed import ManagedCgroup
+from zoomd.systemd.values import permyriad_to_percent
+
+THRESHOLD_SWAP_USED_PCT = 5  # candidates holding less swap than this share are skipped
+POST_ACTION_DELAY_S = 2.0
+SWAP_POLICY = Policy.model_validate({
+    "name": "systemd-swap", "candidates": ["**"], "rank": ["swap", "memory"],
+    "action": "kill", "all": Conditions(reclaim_activity=True)})  # conditions: see SwapGuard
+
+
+@dataclass(frozen=True, slots=True)
+class SwapFigures:
+    """What the swap rule compares (bytes) and its verdict."""
+
+    mode: str
+    mem_total: int
+    mem_available: int
+    swap_total: int
+    swap_free: int
+    mem_threshold: int
+    swap_threshold: int
+
+    @property
+    def holds(self) -> bool:
+        return self.mem_available < self.mem_threshold and self.swap_free < self.swap_threshold
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "mem_total_bytes": self.mem_total,
+                "mem_available_bytes": self.mem_available, "swap_total_bytes": self.swap_total,
+                "swap_free_bytes": self.swap_free, "mem_threshold_bytes": self.mem_threshold,
+                "swap_threshold_bytes": self.swap_threshold}
+
+
+def usable_swap_free(host: HostSnapshot, estimate: ReclaimEstimate,
+                     params: ModelParams) -> int:
+    """Disk slots, plus the RAM that filling RAM-backed slots with anon would give back."""
+    disk = sum(s.free_bytes for s in host.swaps if not s.kind.ram_backed)
+    failing = (estimate.anon_efficiency_pct is not None
+               and estimate.anon_efficiency_pct < params.min_anon_efficiency_pct)
+    if failing:
+        return disk
+    ram_backed = tuple(s for s in host.swaps if s.kind.ram_backed)
+    return disk + compression_anon_reclaimable(estimate.anon_lru, ram_backed,
+                                               host.meminfo.total,
+                                               params.assumed_compression_ratio)
+
+
+def swap_figures(host: HostSnapshot, estimate: ReclaimEstimate, params: ModelParams,
+                 swap_used_limit: int, mode: str) -> SwapFigures:
+    """The swap rule's inputs under `mode` ("strict" or "zram-aware")."""
+    mem = host.meminfo
+    total, swap_total = mem.total, mem.swap_total
+    if mode == "strict":
+        available = mem.available if mem.available is not None else mem.free
+        swap_free = mem.swap_free
+    else:
+        available = estimate.effective_available
+        swap_free = usable_swap_free(host, estimate, params)
+    share = 10000 - swap_used_limit
+    return SwapFigures(mode, total, available, swap_total, swap_free,
+                       total * share // 10000, swap_total * share // 10000)
+
+
+class SwapGuard:
+    """Evaluated every tick while some cgroup is ManagedOOMSwap=kill."""
+
+    def __init__(self) -> None:
+        self.quiet_until = 0.0
+        self.last: SwapFigures | None = None
+
+    def tick(self, engine: Engine, host: HostSnapshot, estimate: ReclaimEstimate,
+             params: ModelParams, entries: list[ManagedCgroup], swap_used_limit: int,
+             mode: str) -> dict[str, Any] | None:
+        if not entries:
+            self.last = None
+            return None
+        fig = swap_figures(host, estimate, params, swap_used_limit, mode)
+        self.last = fig
+        if not fig.holds or host.monotonic < self.quiet_until:
+            return None
+        found: dict[str, cand_mod.Candidate] = {}
+        skipped: dict[str, str] = {}
+        for entry in entries:
+            if not engine.reader.exists(entry.path):
+                continue
+            try:
+                cands, skip = cand_mod.collect(engine.reader, SWAP_POLICY, entry.path,
+                                               engine.exclusions, host.vmstat.pgscan_total)
+            except OSError:
+                continue
+            skipped.update(skip)
+            for cand in cands:
+                found.setdefault(cand.path, cand)
+        minimum = fig.swap_total * THRESHOLD_SWAP_USED_PCT // 100
+        eligible = [c for c in found.values() if c.swap > minimum]
+        ranked = cand_mod.rank(eligible, ("swap", "memory"))
+        if not ranked:
+            return None
+        victim = ranked[0]
+        backend, dry = engine._backend_for(SWAP_POLICY)
+        reason = getattr(backend, "reason", None)
+        if hasattr(backend, "reason"):
+            backend.reason = "memory-used"  # type: ignore[attr-defined]
+        try:
+            outcome = engine._act(backend, SWAP_POLICY, victim.path)
+        finally:
+            if hasattr(backend, "reason"):
+                backend.reason = reason  # type: ignore[attr-defined]
+        self.quiet_until = host.monotonic + POST_ACTION_DELAY_S
+        limit = permyriad_to_percent(swap_used_limit)
+        verb = "would kill" if dry else "killed"
+        summary = (f"{verb} {victim.path} (ManagedOOMSwap=kill, {mode}: memory available "
+                   f"{fig.mem_available >> 20} MiB and swap free {fig.swap_free >> 20} MiB "
+                   f"both under {10000 - swap_used_limit} permyriad of their totals, "
+                   f"SwapUsedLimit={limit})")
+        if not outcome.ok:
+            summary += f" FAILED: {outcome.error}"
+        record = {
+            "time": time.time(), "monotonic": round(host.monotonic, 3),
+            "policy": SWAP_POLICY.name, "action": "kill", "dry_run": dry,
+            "victim": victim.path, "reason": "memory-used", "swap_rule": fig.to_json(),
+            "candidates": [c.to_json(("swap", "memory")) for c in ranked[:10]],
+            "skipped": skipped, "result": outcome.to_json(), "summary": summary,
+        }
+        engine.logger.record(record)
+        engine.records.append(record)
+        return record
