@@ -42,7 +42,8 @@ def vital_groups(root: Root) -> tuple[str, ...]:
 class Daemon:
     def __init__(self, config_path: str | None, *, root: Root, scope: str = "/",
                  dry_run: bool = False, backend: ActionBackend | None = None,
-                 duration: float | None = None, logger: Logger | None = None) -> None:
+                 duration: float | None = None, logger: Logger | None = None,
+                 systemd: dict | None = None) -> None:
         self.config_path = config_path
         self.root = root
         self.scope = scope
@@ -62,6 +63,11 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._prev = None
         self.model = HostModel(model_params(self.config))
+        self.extensions: list = []
+        if self.config.systemd.managed_oom or self.config.systemd.dbus:
+            from zoomd.systemd.integration import SystemdIntegration
+
+            self.extensions.append(SystemdIntegration(self, systemd))
 
     def _make_engine(self, config: Config) -> Engine:
         return Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
@@ -115,14 +121,22 @@ class Daemon:
             self.logger.info("thawed on reload", target=outcome.target, ok=outcome.ok)
         self.engine.close()
         self.config, self.config_files, self.engine = config, files, engine
+        for ext in self.extensions:
+            ext.on_reload()
         self._arm_triggers()
         self.logger.info("configuration reloaded", files=",".join(files))
 
     # -- loop ---------------------------------------------------------------------------
     def tick(self) -> list[dict]:
+        for ext in self.extensions:
+            ext.before_tick()
         snap = self.host.sample()
         self.model.params = model_params(self.config)
-        return self.engine.tick(snap, self.model.update(snap))
+        estimate = self.model.update(snap)
+        records = self.engine.tick(snap, estimate)
+        for ext in self.extensions:
+            records += ext.after_tick(snap, estimate)
+        return records
 
     def run(self) -> int:
         self._protect_self()
@@ -181,6 +195,10 @@ class Daemon:
             fds[trig.fd] = select.POLLPRI
         if self.host.swaps_fd is not None:
             fds[self.host.swaps_fd] = select.POLLPRI | select.POLLERR
+        owners = {}
+        for ext in self.extensions:
+            for fd, mask in ext.fds().items():
+                fds[fd], owners[fd] = mask, ext
         for fd, mask in fds.items():
             poller.register(fd, mask)
         try:
@@ -194,6 +212,8 @@ class Daemon:
             if fd == self._wake_r:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 64)
+            elif fd in owners:
+                owners[fd].on_event(fd, mask)
             elif fd == self.host.swaps_fd:
                 self.logger.info("swap set changed; re-reading devices")
                 self.host.invalidate_devices()
@@ -209,6 +229,8 @@ class Daemon:
         for trig in self.triggers:
             trig.close()
         self.engine.close()
+        for ext in self.extensions:
+            ext.close()
         self.host.close()
         self.notifier.close()
         self.logger.info("zoomd stopped")
