@@ -15,6 +15,11 @@ from zoomd.model.reclaim import ANON_MODES, ModelParams
 def _cmd_status(args: argparse.Namespace) -> int:
     from zoomd.status import collect, dumps, render_text, status_json
 
+    if args.format == "oomctl":
+        from zoomd.systemd.status import render_oomctl
+
+        print(render_oomctl(args.config, Root(args.root)), end="")
+        return 0
     params = ModelParams(mode=args.mode)
     root = Root(args.root)
     try:
@@ -28,7 +33,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("zoomd: status cannot be trusted: not shown", file=sys.stderr)
         return first.exit_status
     data = status_json(snap, est, window)
-    print(dumps(data) if args.json else render_text(data))
+    print(dumps(data) if args.json or args.format == "json" else render_text(data))
     return 0
 
 
@@ -46,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="show what is really reclaimable on this host")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--format", choices=("text", "json", "oomctl"), default="text",
+                        help="text (default), json (as --json), or oomctl: the cgroups the "
+                             "configuration monitors, as `oomctl dump` shows them")
+    status.add_argument("--config", metavar="FILE", default=None,
+                        help="configuration whose monitored cgroups --format oomctl shows "
+                             "(default: /etc/zoomd/zoomd.toml, else the shipped one)")
     status.add_argument("--root", default="/", metavar="DIR",
                         help="read DIR/proc and DIR/sys (a captured tree) instead of the host")
     status.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
@@ -56,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="page size of the host the tree came from (default: this host's)")
     status.set_defaults(func=_cmd_status)
     _add_daemon_commands(sub)
+    from zoomd.trace.cli import add_commands as add_trace_commands
+
+    add_trace_commands(sub)
     from zoomd.manpage import add_commands as add_hidden_commands
 
     add_hidden_commands(sub)

@@ -14,6 +14,8 @@ _zoomd() {
         esac
     done
     case "$cmd:$prev" in
+        status:--format) COMPREPLY=($(compgen -W "text json oomctl" -- "$cur")); return 0 ;;
+        status:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         status:--root) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -d -- "$cur")); return 0 ;;
         status:--sample) COMPREPLY=(); return 0 ;;
         status:--mode) COMPREPLY=($(compgen -W "kernel ram-backed efficiency compression auto" -- "$cur")); return 0 ;;
@@ -22,12 +24,14 @@ _zoomd() {
         run:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         run:--scope) COMPREPLY=($(cd /sys/fs/cgroup 2>/dev/null && compgen -d -- "${cur#/}" | sed 's|^|/|')); return 0 ;;
         run:--duration) COMPREPLY=(); return 0 ;;
+        run:--managed-oom-socket) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        run:--managed-oom-user-socket) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
     esac
     case "$cmd" in
         "") COMPREPLY=($(compgen -W "status check run --version -h --help" -- "$cur")) ;;
-        status) COMPREPLY=($(compgen -W "--json --root --sample --mode --page-size -h --help" -- "$cur")) ;;
+        status) COMPREPLY=($(compgen -W "--json --format --config --root --sample --mode --page-size -h --help" -- "$cur")) ;;
         check) COMPREPLY=($(compgen -W "--config -h --help" -- "$cur")) ;;
-        run) COMPREPLY=($(compgen -W "--config --dry-run --scope --duration -h --help" -- "$cur")) ;;
+        run) COMPREPLY=($(compgen -W "--config --dry-run --scope --duration --managed-oom-socket --managed-oom-user-socket -h --help" -- "$cur")) ;;
     esac
     return 0
 }

@@ -18,8 +18,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from zoomd.daemon.loop import Daemon
     from zoomd.kernel.root import Root
 
+    systemd = {}
+    if args.managed_oom_socket:
+        systemd["system_socket"] = args.managed_oom_socket
+    if args.managed_oom_user_socket:
+        systemd["user_socket"] = args.managed_oom_user_socket
     daemon = Daemon(args.config, root=Root(args.root), scope=args.scope,
-                    dry_run=args.dry_run, duration=args.duration)
+                    dry_run=args.dry_run, duration=args.duration, systemd=systemd)
     return daemon.run()
 
 
@@ -42,4 +47,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     run.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
     run.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                      help="stop after this long (tests, labs); default: run until signalled")
+    run.add_argument("--managed-oom-socket", metavar="PATH", default=None,
+                     help="PID 1's ManagedOOM varlink socket (overrides [systemd] "
+                          "system_socket; default: the current, then the systemd 252 path)")
+    run.add_argument("--managed-oom-user-socket", metavar="PATH", default=None,
+                     help="listen here for user managers' ManagedOOM reports (overrides "
+                          "[systemd] user_socket)")
     run.set_defaults(func=_cmd_run)
