@@ -1,0 +1,289 @@
+"""Replay: feed a trace through the real readers, reclaim model and engine of each config.
+
+One materialised tree and one HostReader per trace; per configuration its own
+HostModel and Engine, ticked on the trace's clock with a backend that acts on
+nothing. Engine records are normalised (trace wall time, kernel paths) so that the
+same trace and configuration give the same output, byte for byte.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoomd.actions.backend import ActionCall, RecordingBackend
+from zoomd.actions.cgroupfs import subtree_pids
+from zoomd.actions.outcome import ActionOutcome
+from zoomd.config.load import load_config
+from zoomd.config.schema import Config
+from zoomd.daemon.engine import Engine
+from zoomd.daemon.hostmodel import HostModel, model_params
+from zoomd.daemon.log import Logger
+from zoomd.daemon.triggers import conditions_hold
+from zoomd.errors import KernelFileError, ZoomdError
+from zoomd.host import HostReader
+from zoomd.kernel.cgroups import CgroupReader
+from zoomd.model.reclaim import ANON_MODES, ReclaimEstimate
+from zoomd.model.snapshot import HostSnapshot
+from zoomd.trace.format import TraceError, trace_name
+from zoomd.trace.reader import Record, Sample, TraceReader, Warn
+from zoomd.trace.tree import MaterialisedTree
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    """A configuration file to replay, under a short name for reports."""
+
+    name: str
+    path: str
+    config: Config
+
+
+def load_specs(paths: list[str]) -> list[ConfigSpec]:
+    """Load each --config; names are file stems (the path where two stems collide)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    specs = []
+    for path, stem in zip(paths, stems, strict=True):
+        config, _ = load_config(path)
+        specs.append(ConfigSpec(stem if stems.count(stem) == 1 else path, path, config))
+    return specs
+
+
+class _Null:
+    def write(self, _text: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+class ReplayBackend(RecordingBackend):
+    """Acts on nothing; says which recorded processes the action would have reached."""
+
+    def _answer(self, call: ActionCall) -> ActionOutcome:
+        self.calls.append(call)
+        pids: tuple[int, ...] = ()
+        if call.target.startswith("pid:"):
+            pids = (int(call.target[4:]),)
+        elif call.target:
+            try:
+                pids = tuple(sorted(subtree_pids(call.target)))
+            except (OSError, ZoomdError):
+                pids = ()
+        return ActionOutcome(call.action, call.target, True, "replay", pids, None, None, None)
+
+
+@dataclass
+class PolicyTrack:
+    """Per sample interval of one policy: (start, end, monitored group stalled, holds)."""
+
+    name: str
+    monitor: str
+    intervals: list[tuple[float, float, bool, bool]] = field(default_factory=list)
+    _prev: tuple[float, int] | None = None
+
+
+@dataclass
+class ConfigRun:
+    """One configuration's engine over one trace, and what it decided."""
+
+    spec: ConfigSpec
+    model: HostModel
+    engine: Engine
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    tracks: dict[str, PolicyTrack] = field(default_factory=dict)
+    skipped_ticks: int = 0
+
+
+@dataclass
+class TraceResult:
+    """Everything a report or plot needs about one replayed trace."""
+
+    path: str
+    name: str
+    header: dict[str, Any]
+    runs: list[ConfigRun]
+    timeline: dict[str, list[Any]]
+    live: list[dict[str, Any]]
+    warnings: list[str]
+    samples: int = 0
+    dropped: int = 0
+    skipped_samples: int = 0
+    t0: float = 0.0
+    t_end: float = 0.0
+    replay_seconds: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.t_end - self.t0)
+
+
+STALL_FULL_PCT = 10.0  # a monitored group stalls when memory PSI full is above this
+TIMELINE_KEYS = ("t", "psi_full_pct", "psi_some_pct", "kernel_reclaimable", "free",
+                 "min_free", "kernel_retry", "anon_efficiency", "file_efficiency",
+                 *(f"effective_{m}" for m in ANON_MODES))
+
+
+def _pct(delta_us: int | None, seconds: float) -> float | None:
+    if delta_us is None or seconds <= 0 or delta_us < 0:
+        return None
+    return min(100.0, 100.0 * delta_us / (seconds * 1e6))
+
+
+class Replayer:
+    """Replays one trace under several configurations in a single pass."""
+
+    def __init__(self, path: str, specs: list[ConfigSpec], warn: Warn | None = None,
+                 stall_pct: float = STALL_FULL_PCT) -> None:
+        self.path = path
+        self.specs = specs
+        self.warn = warn
+        self.stall_pct = stall_pct
+
+    def _start(self, tree: MaterialisedTree, header: dict[str, Any]) -> tuple[
+            HostReader, list[ConfigRun]]:
+        try:
+            host = HostReader(tree.root, int(header["page_size"]), classify=tree.classify)
+            cgroups = CgroupReader(tree.root)
+        except ZoomdError as exc:
+            raise TraceError(f"{self.path}: first sample lacks what the readers need: "
+                             f"{tree.strip(str(exc))}") from None
+        vital = tuple(str(g) for g in header.get("vital_groups", ()))
+        runs = []
+        for spec in self.specs:
+            backend = ReplayBackend()
+            try:
+                engine = Engine(spec.config, cgroups, backend, Logger("json", "error", _Null()),
+                                scope=str(header["scope"]), dry_run=True, vital_groups=vital,
+                                page_size=int(header["page_size"]))
+            except KernelFileError as exc:
+                raise TraceError(f"{self.path}: config {spec.name}: {tree.strip(exc.path)}: "
+                                 "this trace did not record that group") from None
+            engine.dry_backend = backend  # dry-run must not look at this host either
+            run = ConfigRun(spec, HostModel(model_params(spec.config)), engine)
+            for state in engine.states:
+                run.tracks[state.policy.name] = PolicyTrack(state.policy.name,
+                                                            state.monitor.path)
+            runs.append(run)
+        return host, runs
+
+    def run(self) -> TraceResult:
+        started = time.perf_counter()
+        reader = TraceReader(self.path, self.warn)
+        result = TraceResult(self.path, trace_name(self.path), reader.header, [],
+                             {k: [] for k in TIMELINE_KEYS}, [], reader.warnings)
+        with MaterialisedTree(self.path) as tree:
+            host: HostReader | None = None
+            prev: HostSnapshot | None = None
+            for event in reader.events():
+                if isinstance(event, Record):
+                    result.live.append({"t": event.t, "record": event.record})
+                    continue
+                tree.apply(event)
+                if host is None:
+                    host, result.runs = self._start(tree, reader.header)
+                    result.t0 = event.t
+                result.samples += 1
+                result.dropped += event.dropped
+                result.t_end = event.t
+                try:
+                    snap = host.sample(now=event.t)
+                except ZoomdError as exc:
+                    result.skipped_samples += 1
+                    self._warn_once(result, f"sample at t={event.t:.3f} skipped: "
+                                            f"{tree.strip(str(exc))}")
+                    continue
+                estimates = [self._tick(run, snap, event, tree, result) for run in result.runs]
+                self._timeline(result, snap, prev, estimates[0] if estimates else None)
+                prev = snap
+            if host is not None:
+                host.close()
+            for run in result.runs:
+                run.engine.close()
+        if result.samples == 0:
+            self._warn_once(result, f"{self.path}: no samples")
+        for item in result.live:
+            item["t"] = round(item["t"] - result.t0, 3)
+        result.replay_seconds = time.perf_counter() - started
+        return result
+
+    def _warn_once(self, result: TraceResult, message: str) -> None:
+        if message not in result.warnings:
+            result.warnings.append(message)
+            if self.warn is not None:
+                self.warn(message)
+
+    def _tick(self, run: ConfigRun, snap: HostSnapshot, sample: Sample,
+              tree: MaterialisedTree, result: TraceResult) -> ReclaimEstimate:
+        est = run.model.update(snap)
+        try:
+            records = run.engine.tick(snap, est)
+        except ZoomdError as exc:
+            run.skipped_ticks += 1
+            self._warn_once(result, f"config {run.spec.name}: tick skipped: "
+                                    f"{tree.strip(str(exc))}")
+            records = []
+        for record in records:
+            run.decisions.append(_normalise(record, sample.wall, tree))
+        for state in run.engine.states:
+            track = run.tracks[state.policy.name]
+            latest = state.history.latest()
+            holds = False
+            if state.last_figures is not None:
+                holds = conditions_hold(state.policy.all, state.policy.any,
+                                        state.last_figures)[0]
+            stalled = False
+            if latest is not None and latest.psi_full_us is not None:
+                if track._prev is not None:
+                    pct = _pct(latest.psi_full_us - track._prev[1], latest.t - track._prev[0])
+                    stalled = pct is not None and pct >= self.stall_pct
+                track._prev = (latest.t, latest.psi_full_us)
+            start = track.intervals[-1][1] if track.intervals else sample.t
+            track.intervals.append((start, sample.t, stalled, holds))
+        return est
+
+    def _timeline(self, result: TraceResult, snap: HostSnapshot, prev: HostSnapshot | None,
+                  est: ReclaimEstimate | None) -> None:
+        line = result.timeline
+        line["t"].append(snap.monotonic)
+        full = some = None
+        if prev is not None and snap.psi_memory and prev.psi_memory:
+            seconds = snap.monotonic - prev.monotonic
+            some = _pct(snap.psi_memory.some.total_us - prev.psi_memory.some.total_us, seconds)
+            if snap.psi_memory.full and prev.psi_memory.full:
+                full = _pct(snap.psi_memory.full.total_us - prev.psi_memory.full.total_us,
+                            seconds)
+        line["psi_full_pct"].append(full)
+        line["psi_some_pct"].append(some)
+        if est is None:
+            for key in TIMELINE_KEYS[3:]:
+                line[key].append(None)
+            return
+        line["kernel_reclaimable"].append(est.kernel_reclaimable)
+        line["free"].append(est.free_bytes)
+        line["min_free"].append(est.min_free_bytes)
+        line["kernel_retry"].append(est.kernel_would_retry)
+        line["anon_efficiency"].append(est.anon_efficiency_pct)
+        line["file_efficiency"].append(est.file_efficiency_pct)
+        base = max(0, est.free_bytes - est.min_free_bytes) + est.file_reclaimable
+        for mode in ANON_MODES:
+            line[f"effective_{mode}"].append(base + est.anon_by_mode.get(mode, 0))
+
+
+def _normalise(record: dict[str, Any], wall: float, tree: MaterialisedTree) -> dict[str, Any]:
+    """The engine's record with the trace's time and kernel paths (no temp directory)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str):
+            return tree.strip(value)
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [fix(v) for v in value]
+        return value
+
+    out = fix(record)
+    out["time"] = round(wall, 3)
+    return out

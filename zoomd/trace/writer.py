@@ -1,0 +1,228 @@
+"""Writing traces: only what changed, keyframes, a size cap with rotation, and a thread.
+
+`TraceFile` writes synchronously; `BackgroundWriter` puts it behind a small bounded
+queue so the daemon's loop never waits on the disk: when the queue is full the
+sample is dropped and counted (the next written sample says how many), and since
+diffs are taken against what was last *written*, a dropped sample costs detail,
+never consistency.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import gzip
+import json
+import os
+import queue
+import threading
+import time
+from typing import IO, Any
+
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_KEEP = 3
+DEFAULT_KEYFRAME_EVERY = 300
+FLUSH_EVERY_S = 2.0
+
+FileSets = dict[str, dict[str, str]]  # set name -> {kernel path: text}, as captured
+
+
+def _dumps(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, separators=(",", ":")) + "\n").encode()
+
+
+class TraceFile:
+    """One trace on disk: header, then samples and records; rotates past `max_bytes`.
+
+    A sample is given as named sets of files read together ("host", "subtree", ...):
+    a file that was in a set last time and is not now is gone, unless another set
+    still holds it. Each new file (the first, and every one after a rotation) starts
+    with the header and a keyframe, so any part can be replayed on its own.
+    """
+
+    def __init__(self, path: str, header: dict[str, Any], *,
+                 max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP,
+                 keyframe_every: int = DEFAULT_KEYFRAME_EVERY,
+                 compress: bool | None = None) -> None:
+        self.path = path
+        self.header = header
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.keyframe_every = max(1, keyframe_every)
+        self.compress = path.endswith(".gz") if compress is None else compress
+        self.samples = 0
+        self.rotations = 0
+        self._sets: FileSets = {}
+        self._current: dict[str, str] = {}  # what a reader holds after the last line
+        self._since_key = 0
+        self._raw: IO[bytes] | None = None
+        self._out: IO[bytes] | None = None
+        self._last_flush = 0.0
+        self._open()
+
+    # -- files --------------------------------------------------------------------------
+    def _shift_old(self) -> None:
+        """FILE -> FILE.1 -> FILE.2 ...; at most `keep` old parts are kept."""
+        if not os.path.exists(self.path):
+            return
+        if self.keep <= 0:
+            os.unlink(self.path)
+            return
+        oldest = f"{self.path}.{self.keep}"
+        if os.path.exists(oldest):
+            os.unlink(oldest)
+        for i in range(self.keep - 1, 0, -1):
+            if os.path.exists(f"{self.path}.{i}"):
+                os.replace(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+
+    def _open(self) -> None:
+        self._shift_old()
+        raw = open(self.path, "wb")  # noqa: SIM115 - kept open across calls
+        self._raw = raw
+        self._out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) \
+            if self.compress else raw
+        self._since_key = self.keyframe_every  # the next sample is a keyframe
+        self._write({**self.header, "part": self.rotations})
+        self._flush()
+
+    def _write(self, data: dict[str, Any]) -> None:
+        assert self._out is not None
+        self._out.write(_dumps(data))
+
+    def _flush(self) -> None:
+        if self._out is not None and self._raw is not None:
+            self._out.flush()  # gzip: Z_SYNC_FLUSH, so what is on disk decompresses
+            self._raw.flush()
+            self._last_flush = time.monotonic()
+
+    @property
+    def size(self) -> int:
+        """Bytes of the current part on disk (compressed size for gzip)."""
+        return self._raw.tell() if self._raw is not None else 0
+
+    def _maybe_rotate(self) -> None:
+        if self.size < self.max_bytes:
+            return
+        self.close()
+        self.rotations += 1
+        self._open()
+
+    # -- lines --------------------------------------------------------------------------
+    def sample(self, t: float, wall: float, sets: FileSets, dropped: int = 0) -> None:
+        """Append one sample; only files whose text changed are written (or all: keyframe)."""
+        current = dict(self._current)
+        gone: set[str] = set()
+        for name, files in sets.items():
+            old = self._sets.get(name, {})
+            self._sets[name] = dict(files)
+            gone.update(p for p in old if p not in files)
+            current.update(files)
+        for path in gone:
+            if not any(path in held for held in self._sets.values()):
+                current.pop(path, None)
+        line: dict[str, Any] = {"t": round(t, 4), "wall": round(wall, 3)}
+        if self._since_key >= self.keyframe_every:
+            line["key"] = True
+            line["files"] = current
+            self._since_key = 0
+        else:
+            diff: dict[str, str | None] = {
+                p: text for p, text in current.items() if self._current.get(p) != text}
+            diff.update({p: None for p in self._current if p not in current})
+            line["files"] = diff
+        if dropped:
+            line["dropped"] = dropped
+        self._write(line)
+        self._current = current
+        self._since_key += 1
+        self.samples += 1
+        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self._flush()
+        self._maybe_rotate()
+
+    def record(self, t: float, record: dict[str, Any]) -> None:
+        """Append a decision record, flushed at once: decisions must survive a crash."""
+        self._write({"t": round(t, 4), "record": record})
+        self._flush()
+
+    def close(self) -> None:
+        if self._out is not None:
+            with contextlib.suppress(OSError):
+                self._flush()
+                if self._out is not self._raw:
+                    self._out.close()
+        if self._raw is not None:
+            with contextlib.suppress(OSError):
+                self._raw.close()
+        self._out = self._raw = None
+
+
+_STOP = object()
+
+
+class BackgroundWriter:
+    """A TraceFile written from its own thread; `submit_*` never block."""
+
+    def __init__(self, trace: TraceFile, max_queue: int = 8) -> None:
+        self.trace = trace
+        self.dropped = 0  # samples dropped because the writer fell behind
+        self.errors = 0  # lines lost to write errors (disk full, I/O error)
+        self.last_error: str | None = None
+        self._pending_drops = 0
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_queue)
+        self._records: collections.deque[tuple[float, dict[str, Any]]] = \
+            collections.deque(maxlen=4096)
+        self._thread = threading.Thread(target=self._run, name="zoomd-trace", daemon=True)
+        self._thread.start()
+
+    def submit_sample(self, t: float, wall: float, sets: FileSets) -> bool:
+        """Queue a sample; False (and counted) when the writer is behind."""
+        try:
+            self._queue.put_nowait((t, wall, sets, self._pending_drops))
+        except queue.Full:
+            self._pending_drops += 1
+            self.dropped += 1
+            return False
+        self._pending_drops = 0
+        return True
+
+    def submit_record(self, t: float, record: dict[str, Any]) -> None:
+        """Records wait beside the queue and go out before the next sample."""
+        self._records.append((t, record))
+
+    def _drain_records(self) -> None:
+        while self._records:
+            t, record = self._records.popleft()
+            self._guard(self.trace.record, t, record)
+
+    def _guard(self, func: Any, *args: Any) -> None:
+        try:
+            func(*args)
+        except (OSError, ValueError) as exc:
+            self.errors += 1
+            self.last_error = str(exc)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            self._drain_records()
+            if item is _STOP:
+                return
+            t, wall, sets, drops = item  # type: ignore[misc]
+            self._guard(self.trace.sample, t, wall, sets, drops)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then close the file (waits at most `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=0.1)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if not self._thread.is_alive():
+            self._drain_records()
+            self.trace.close()
