@@ -13,6 +13,10 @@ from zoomd.model.reclaim import ANON_MODES, ModelParams
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    if args.stalls:
+        from zoomd.stalls import cmd_stalls
+
+        return cmd_stalls(args)
     from zoomd.status import collect, dumps, render_text, status_json
 
     if args.format == "oomctl":
@@ -65,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="anon model used for effective available (default: auto)")
     status.add_argument("--page-size", type=int, default=None, metavar="BYTES",
                         help="page size of the host the tree came from (default: this host's)")
+    status.add_argument("--stalls", action="store_true",
+                        help="instead: the processes and cgroups stalling most on memory "
+                             "over the --sample window (taskstats; needs CAP_NET_ADMIN)")
+    status.add_argument("--enable-delayacct", action="store_true",
+                        help="with --stalls: turn kernel.task_delayacct on for the window "
+                             "and restore it after")
+    status.add_argument("--top", type=int, default=10, metavar="N",
+                        help="with --stalls: how many processes and cgroups to show "
+                             "(default: 10)")
     status.set_defaults(func=_cmd_status)
     _add_daemon_commands(sub)
     from zoomd.trace.cli import add_commands as add_trace_commands

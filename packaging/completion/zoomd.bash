@@ -10,7 +10,7 @@ _zoomd() {
     cmd=""
     for (( i = 1; i < COMP_CWORD; i++ )); do
         case "${COMP_WORDS[i]}" in
-            status|check|run) cmd="${COMP_WORDS[i]}"; break ;;
+            status|check|run|record|replay) cmd="${COMP_WORDS[i]}"; break ;;
         esac
     done
     case "$cmd:$prev" in
@@ -20,18 +20,32 @@ _zoomd() {
         status:--sample) COMPREPLY=(); return 0 ;;
         status:--mode) COMPREPLY=($(compgen -W "kernel ram-backed efficiency compression auto" -- "$cur")); return 0 ;;
         status:--page-size) COMPREPLY=(); return 0 ;;
+        status:--top) COMPREPLY=(); return 0 ;;
         check:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         run:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         run:--scope) COMPREPLY=($(cd /sys/fs/cgroup 2>/dev/null && compgen -d -- "${cur#/}" | sed 's|^|/|')); return 0 ;;
         run:--duration) COMPREPLY=(); return 0 ;;
         run:--managed-oom-socket) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         run:--managed-oom-user-socket) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        record:-o|record:--output) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        record:--interval) COMPREPLY=(); return 0 ;;
+        record:--duration) COMPREPLY=(); return 0 ;;
+        record:--scope) COMPREPLY=($(cd /sys/fs/cgroup 2>/dev/null && compgen -d -- "${cur#/}" | sed 's|^|/|')); return 0 ;;
+        record:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        record:--max-size) COMPREPLY=(); return 0 ;;
+        record:--keep) COMPREPLY=(); return 0 ;;
+        record:--subtree-every) COMPREPLY=(); return 0 ;;
+        replay:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        replay:--plot) COMPREPLY=(); return 0 ;;
+        replay:--stall-threshold) COMPREPLY=(); return 0 ;;
     esac
     case "$cmd" in
-        "") COMPREPLY=($(compgen -W "status check run --version -h --help" -- "$cur")) ;;
-        status) COMPREPLY=($(compgen -W "--json --format --config --root --sample --mode --page-size -h --help" -- "$cur")) ;;
+        "") COMPREPLY=($(compgen -W "status check run record replay --version -h --help" -- "$cur")) ;;
+        status) COMPREPLY=($(compgen -W "--json --format --config --root --sample --mode --page-size --stalls --enable-delayacct --top -h --help" -- "$cur")) ;;
         check) COMPREPLY=($(compgen -W "--config -h --help" -- "$cur")) ;;
         run) COMPREPLY=($(compgen -W "--config --dry-run --scope --duration --managed-oom-socket --managed-oom-user-socket -h --help" -- "$cur")) ;;
+        record) COMPREPLY=($(compgen -W "-o --output --interval --duration --scope --config --max-size --keep --subtree-every -h --help" -- "$cur")) ;;
+        replay) COMPREPLY=($(compgen -W "--config --json --plot --stall-threshold --timing -h --help" -- "$cur")) ;;
     esac
     return 0
 }
