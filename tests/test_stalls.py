@@ -73,10 +73,19 @@ def test_totals_going_backwards_mean_another_task() -> None:
 def test_swapin_and_thrashing_are_not_counted_twice() -> None:
     rates = {"freepages": 0.2, "compact": 0.1, "swapin": 0.5, "thrashing": 0.4}
     assert memory_rate(rates) == pytest.approx(0.8)
-    figures = StallFigures(rates)
+    figures = StallFigures.of_task(rates)
     assert figures.memory_sum == pytest.approx(1.2)
     assert figures.kind == "swapin"
     assert dominant_kind({"cpu": 3.0}) is None
+
+
+def test_a_group_adds_its_tasks_memory_figures() -> None:
+    one = StallFigures.of_task({"freepages": 0.6, "swapin": 0.1})
+    two = StallFigures.of_task({"thrashing": 0.2})
+    group = StallFigures.of_group([one, two])
+    assert group.memory == pytest.approx(0.9)  # not 0.6 + max(0.1, 0.2)
+    assert group.rates["freepages"] == pytest.approx(0.6)
+    assert group.kind == "freepages"
 
 
 def test_groups_sum_their_subtree_after_two_samples(host: FakeHost) -> None:

@@ -21,7 +21,7 @@ from zoomd.kernel.delayacct import DelayAccounting, DelayacctState
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.root import Root
 from zoomd.kernel.taskstats import MEMORY_KINDS
-from zoomd.model.stalls import StallFigures, add_rates
+from zoomd.model.stalls import StallFigures
 from zoomd.stallsampler import ProcessStall, StallSample, StallSampler
 
 STATUS_TASK_BUDGET = 2048  # one-shot: ~0.4 s of queries per sample at ~210 us each
@@ -67,7 +67,7 @@ def stalls_json(root: Root, reader: CgroupReader, first: StallSample, second: St
                               **_rates_json(proc.figures)})
     group_rows = []
     for (v2, memory), members in groups.items():
-        figures = StallFigures(add_rates(m.figures.rates for m in members))
+        figures = StallFigures.of_group(m.figures for m in members)
         group_rows.append({"cgroup": v2, "memory_cgroup": memory,
                            "processes_rated": len(members), **_rates_json(figures)})
     group_rows.sort(key=lambda g: (-g["memory"], str(g["cgroup"]), str(g["memory_cgroup"])))

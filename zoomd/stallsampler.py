@@ -22,7 +22,7 @@ from typing import Protocol
 
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.taskstats import TaskStats
-from zoomd.model.stalls import Rates, StallFigures, add_rates, task_rates
+from zoomd.model.stalls import StallFigures, task_rates
 
 DEFAULT_TASK_BUDGET = 128  # taskstats queries per call
 LIST_FACTOR = 8  # list at most budget * LIST_FACTOR tasks per group
@@ -159,15 +159,16 @@ class StallSampler:
                 continue
             rates = task_rates(previous[1], stats, now - previous[0])
             if rates is not None:
-                rated[pid] = ProcessStall(pid, now - previous[0], StallFigures(rates), stats)
+                rated[pid] = ProcessStall(pid, now - previous[0], StallFigures.of_task(rates),
+                                          stats)
         for cache in (self._last, self._kernel_threads):
             for pid in [p for p in cache if p not in seen]:
                 del cache[pid]
         asked = set(chosen)
         out: dict[str, GroupStall] = {}
         for group, pids in listing.items():
-            parts: list[Rates] = [rated[p].figures.rates for p in pids if p in rated]
-            out[group] = GroupStall(group, StallFigures(add_rates(parts)), len(pids),
+            parts = [rated[p].figures for p in pids if p in rated]
+            out[group] = GroupStall(group, StallFigures.of_group(parts), len(pids),
                                     sum(1 for p in pids if p in asked), len(parts),
                                     capped=group in capped)
         return StallSample(self.clock(), tuple(rated.values()), MappingProxyType(out),

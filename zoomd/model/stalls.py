@@ -14,7 +14,7 @@ plain sum is kept as `memory_sum` (an upper bound).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from zoomd.kernel.taskstats import MEMORY_KINDS, TaskStats
@@ -65,17 +65,25 @@ def add_rates(parts: Iterable[Rates]) -> Rates:
 
 @dataclass(frozen=True, slots=True)
 class StallFigures:
-    """Rates of a task or a group, with the derived memory figures used for ranking."""
+    """Rates of a task or a group, with the memory figures used for ranking.
 
-    rates: Rates = field(default_factory=dict)
+    A group's memory figure is the sum of its tasks' figures, not memory_rate() of
+    the summed kinds: the swapin/thrashing overlap is per task.
+    """
 
-    @property
-    def memory(self) -> float:
-        return memory_rate(self.rates)
+    rates: Rates
+    memory: float
+    memory_sum: float
 
-    @property
-    def memory_sum(self) -> float:
-        return memory_sum(self.rates)
+    @classmethod
+    def of_task(cls, rates: Rates) -> StallFigures:
+        return cls(rates, memory_rate(rates), memory_sum(rates))
+
+    @classmethod
+    def of_group(cls, parts: Iterable[StallFigures]) -> StallFigures:
+        members = list(parts)
+        return cls(add_rates(m.rates for m in members), sum(m.memory for m in members),
+                   sum(m.memory_sum for m in members))
 
     @property
     def kind(self) -> str | None:
