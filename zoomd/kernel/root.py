@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
+
+
+@functools.lru_cache(maxsize=64)
+def _resolves_to_slash(path: str) -> bool:
+    """Cached: join() asks on every path, and realpath costs a stat per component."""
+    return os.path.realpath(path) == "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +23,7 @@ class Root:
 
     @property
     def is_live(self) -> bool:
-        return os.path.realpath(self.path) == "/"
+        return _resolves_to_slash(self.path)
 
     def join(self, kernel_path: str) -> str:
         """Map an absolute kernel path (e.g. /proc/vmstat) into this root."""
