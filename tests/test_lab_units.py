@@ -73,7 +73,8 @@ def _sample(tick: int, full_1s: float, usage: int) -> dict[str, Any]:
         "psi": {"workload": {"full_1s": full_1s, "full_pct": full_1s}},
         "mem": {"workload": {"usage": usage, "oom_kill": 0}},
         "vmstat": {"pgscan_anon": tick * 100, "pgsteal_anon": tick * 25, "oom_kill": 0},
-        "zram": {"mem_used_total": 0 if t > 3 else 1000, "orig_data_size": 2000},
+        "zram": {"mem_used_total": 0 if t > 3 else 1000,
+                 "orig_data_size": 0 if t > 3.2 else 2000},
     }
 
 
@@ -94,7 +95,8 @@ def test_summarize_a_killed_run(tmp_path: Path) -> None:
     assert s["anon_reclaim_efficiency"] == 0.25
     assert s["workload_killed"] and s["workload_killed_by"] == "x"
     assert s["onset_to_kill_s"] == 2.55
-    assert s["kill_to_zram_released_s"] is not None
+    assert s["kill_to_zram_released_s"] == 0.25  # data gone at t=3.3, kill at 3.05
+    assert s["kill_to_zram_pool_released_s"] == 0.05  # pool back at t=3.1
 
 
 def test_daemon_argv_substitutes_after_splitting() -> None:

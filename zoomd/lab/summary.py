@@ -51,24 +51,33 @@ def _window_mean(series: list[tuple[float, float]], t0: float, t1: float) -> flo
     return round(statistics.fmean(values), 2) if values else None
 
 
-def _after_kill(
-    samples: list[dict[str, Any]], t_exit: float, t0: float, onset: float | None
-) -> dict[str, Any]:
-    """Onset -> kill, and kill -> zram memory back (under 10% of what it held at the kill)."""
-    out: dict[str, Any] = {
-        "onset_to_kill_s": round(t_exit - t0 - onset, 2) if onset is not None else None
-    }
+def _released_at(samples: list[dict[str, Any]], t_exit: float, key: str) -> float | None:
+    """First time after the kill when zram's `key` fell under 10% of its value at the kill."""
     before = [s for s in samples if s["t"] <= t_exit and "zram" in s]
-    held = before[-1]["zram"].get("mem_used_total", 0) if before else 0
-    back = next(
+    held = before[-1]["zram"].get(key, 0) if before else 0
+    return next(
         (
             s["t"]
             for s in samples
-            if s["t"] > t_exit and "zram" in s and s["zram"].get("mem_used_total", 0) <= held / 10
+            if s["t"] > t_exit and "zram" in s and s["zram"].get(key, 0) <= held / 10
         ),
         None,
     )
-    out["kill_to_zram_released_s"] = round(back - t_exit, 2) if back is not None else None
+
+
+def _after_kill(
+    samples: list[dict[str, Any]], t_exit: float, t0: float, onset: float | None
+) -> dict[str, Any]:
+    """Onset -> kill; kill -> zram slots freed (data stored under 10% of what it held at the
+    kill), and kill -> zram pool memory returned (mem_used_total likewise; zsmalloc may keep
+    fragmented pool pages until it compacts, so this one can lag or not happen in a run)."""
+    out: dict[str, Any] = {
+        "onset_to_kill_s": round(t_exit - t0 - onset, 2) if onset is not None else None
+    }
+    slots = _released_at(samples, t_exit, "orig_data_size")
+    pool = _released_at(samples, t_exit, "mem_used_total")
+    out["kill_to_zram_released_s"] = round(slots - t_exit, 2) if slots is not None else None
+    out["kill_to_zram_pool_released_s"] = round(pool - t_exit, 2) if pool is not None else None
     return out
 
 
