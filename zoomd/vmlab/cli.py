@@ -1,0 +1,78 @@
+"""`python -m zoomd.vmlab provision|run|summarize|bench|clean`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from zoomd.errors import ZoomdError
+from zoomd.vmlab.provision import default_cache_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    from zoomd.vmlab.runner import DAEMONS, SCENARIOS
+
+    parser = argparse.ArgumentParser(prog="python -m zoomd.vmlab", description=__doc__)
+    parser.add_argument("--cache", default=None,
+                        help=f"kernel, venv and scratch (default {default_cache_dir()})")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prov = sub.add_parser("provision", help="install packages, fetch the kernel, build the venv")
+    prov.add_argument("--no-apt", dest="apt", action="store_false",
+                      help="do not apt-get install (fail if something is missing)")
+    prov.add_argument("--no-peers", dest="peers", action="store_false",
+                      help="skip earlyoom and nohang")
+    prov.add_argument("--kernel-package", default=None)
+    run = sub.add_parser("run", help="one VM run; writes OUT/summary.json")
+    run.add_argument("scenario", choices=sorted(SCENARIOS))
+    run.add_argument("--daemon", choices=sorted(DAEMONS), default="kernel")
+    run.add_argument("--duration", type=float, default=60.0, help="workload seconds (guest)")
+    run.add_argument("--interval", type=float, default=0.25, help="sampling interval (s)")
+    run.add_argument("--out", required=True)
+    run.add_argument("--timeout", type=float, default=None, help="wall seconds for the VM")
+    summ = sub.add_parser("summarize", help="recompute OUT/summary.json from its timeline")
+    summ.add_argument("out")
+    bench = sub.add_parser("bench", help="every scenario x daemon, N runs; table and plots")
+    bench.add_argument("--out", required=True)
+    bench.add_argument("--runs", type=int, default=1)
+    bench.add_argument("--duration", type=float, default=60.0)
+    bench.add_argument("--scenarios", default=",".join(SCENARIOS))
+    bench.add_argument("--daemons", default=",".join(DAEMONS))
+    bench.add_argument("--report-only", action="store_true",
+                       help="only rebuild the table and plots from OUT")
+    sub.add_parser("clean", help="remove the cache folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from zoomd.vmlab import provision as prov
+
+    try:
+        if args.command == "clean":
+            print(f"removed {prov.clean(args.cache)}")
+            return 0
+        if args.command == "summarize":
+            from zoomd.vmlab.summary import summarize_vm
+
+            print(json.dumps(summarize_vm(args.out), indent=2))
+            return 0
+        if args.command == "provision":
+            tools = prov.provision(args.cache, apt=args.apt, peers=args.peers,
+                                   package=args.kernel_package)
+            print(json.dumps(tools.to_json(), indent=2))
+            return 0
+        if args.command == "bench":
+            from zoomd.vmlab.bench import bench
+
+            return bench(args)
+        from zoomd.vmlab.runner import VmRun, run_vm
+
+        tools = prov.provision(args.cache, apt=False)
+        summary = run_vm(VmRun(args.scenario, args.daemon, args.duration, args.out,
+                               interval=args.interval, timeout=args.timeout), tools)
+        print(json.dumps(summary, indent=2))
+        return 0 if "error" not in summary else 1
+    except ZoomdError as exc:
+        print(f"zoomd.vmlab: {exc}", file=sys.stderr)
+        return exc.exit_status
