@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from zoomd.config.schema import Policy
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.keyvalue import is_decimal
 
 PREFER, NORMAL, AVOID = 0, 1, 2
 PREFERENCE_NAMES = {PREFER: "prefer", NORMAL: "normal", AVOID: "avoid"}
@@ -118,7 +119,7 @@ def has_kernel_thread(reader: CgroupReader, path: str) -> bool:
             continue
         fields = text.rsplit(")", 1)[-1].split()
         # fields[0] is the state (3rd field); flags is the 9th field overall.
-        if len(fields) > 6 and fields[6].isdigit() and int(fields[6]) & 0x00200000:
+        if len(fields) > 6 and is_decimal(fields[6]) and int(fields[6]) & 0x00200000:
             return True
     return False
 

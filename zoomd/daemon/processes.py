@@ -11,6 +11,7 @@ import re
 
 from zoomd.config.schema import ProcessRules
 from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.keyvalue import is_decimal
 
 
 def _process_size(reader: CgroupReader, pid: int) -> tuple[int, str, str] | None:
@@ -24,7 +25,7 @@ def _process_size(reader: CgroupReader, pid: int) -> tuple[int, str, str] | None
             name = line.split(None, 1)[1] if len(line.split()) > 1 else ""
         elif line.startswith(("VmRSS:", "VmSwap:")):
             parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
+            if len(parts) >= 2 and is_decimal(parts[1]):
                 size += int(parts[1]) * 1024
     cmdline = reader.root.read_optional(f"/proc/{pid}/cmdline") or ""
     return size, name, cmdline.replace("\0", " ").strip()

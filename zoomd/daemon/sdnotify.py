@@ -15,7 +15,9 @@ class Notifier:
         usec = env.get("WATCHDOG_USEC", "")
         pid = env.get("WATCHDOG_PID")
         ours = pid is None or pid == str(os.getpid())
-        self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and ours else None
+        # isascii: "²".isdigit() is True and int("²") raises.
+        valid = usec.isascii() and usec.isdigit() and int(usec) > 0
+        self.watchdog_interval = int(usec) / 2e6 if valid and ours else None
         self._sock: socket.socket | None = None
         if self.address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)

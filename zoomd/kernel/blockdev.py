@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from zoomd.kernel.keyvalue import is_decimal
 from zoomd.kernel.mountinfo import RAM_FILESYSTEMS, Mount, mount_of
 from zoomd.kernel.root import Root
 
@@ -81,8 +82,9 @@ def classify_block(root: Root, name: str, depth: int = 0) -> DeviceKind:
             )
         return DeviceKind("zram", True, name, "zram: stored pages cost RAM")
     dev = root.read_optional(f"{sysdir}/dev")
-    major = int(dev.split(":")[0]) if dev and dev.split(":")[0].strip().isdigit() else None
-    if major == BRD_MAJOR or (name.startswith("ram") and name[3:].isdigit()):
+    major_s = dev.split(":")[0].strip() if dev else ""
+    major = int(major_s) if is_decimal(major_s) else None
+    if major == BRD_MAJOR or (name.startswith("ram") and is_decimal(name[3:])):
         return DeviceKind("ramdisk", True, name, "brd RAM disk")
     if name.startswith("loop"):
         backing = root.read_optional(f"{sysdir}/loop/backing_file")

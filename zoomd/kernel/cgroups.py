@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import parse_int, parse_name_values
+from zoomd.kernel.keyvalue import kernel_fields, parse_int, parse_name_values, parse_uint
 from zoomd.kernel.mountinfo import Mount, read_mountinfo
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.psi import Psi, parse_psi
@@ -148,7 +148,7 @@ class CgroupReader:
         if text is None:
             return []
         path = self.root.join(f"{self.layout.v2_dir(cgpath)}/cgroup.procs")
-        return [parse_int(path, "pid", p) for p in text.split()]
+        return [parse_uint(path, "pid", p) for p in kernel_fields(text.replace("\n", " "))]
 
     def subtree_procs(self, cgpath: str, limit: int | None = None) -> list[int]:
         pids: list[int] = []
@@ -269,11 +269,13 @@ class CgroupReader:
             for line in text.splitlines():
                 if line.startswith(("VmRSS:", "VmSwap:")):
                     parts = line.split()
-                    if len(parts) >= 2 and parts[1].isdigit():
+                    if len(parts) >= 2:
+                        kib = parse_uint(self.root.join(f"/proc/{pid}/status"),
+                                         parts[0].rstrip(":"), parts[1])
                         if line.startswith("VmRSS:"):
-                            rss += int(parts[1]) * 1024
+                            rss += kib * 1024
                         else:
-                            swap += int(parts[1]) * 1024
+                            swap += kib * 1024
                         seen = True
         if not seen:
             return None

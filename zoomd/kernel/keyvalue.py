@@ -3,27 +3,63 @@
 Parsing by name keeps us working across kernels that add, rename or drop fields;
 a value that is not an integer is an error naming the file and the field, never
 a zero that a policy could act on.
+
+Numbers are what the kernel prints: ASCII decimal digits (and a minus sign where the
+field is signed). Python's int() also takes "1_000", " 12", "+5" and non-ASCII digits
+("٣", "１２"), and str.isdigit() says yes to "²" that int() then refuses; none of those
+is a kernel number, so none of them may become one here.
 """
 
 from __future__ import annotations
 
+import re
+
 from zoomd.errors import KernelFileError
+
+_INT = re.compile(r"-?[0-9]+")
+_UINT = re.compile(r"[0-9]+")
+_BLANKS = re.compile(r"[ \t]+")
+
+
+def is_decimal(text: str) -> bool:
+    """True for a non-empty run of ASCII digits (what the kernel prints for %u)."""
+    return _UINT.fullmatch(text) is not None
 
 
 def parse_int(path: str, field: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise KernelFileError(path, f"expected an integer, got {text!r}", field) from None
+    """A signed decimal integer as the kernel prints it (%d, %ld)."""
+    if _INT.fullmatch(text) is None:
+        raise KernelFileError(path, f"expected an integer, got {text!r}", field)
+    return int(text)
+
+
+def parse_uint(path: str, field: str, text: str) -> int:
+    """An unsigned decimal integer as the kernel prints it (%u, %lu, %llu)."""
+    if _UINT.fullmatch(text) is None:
+        what = "a non-negative integer" if _INT.fullmatch(text) else "an integer"
+        raise KernelFileError(path, f"expected {what}, got {text!r}", field)
+    return int(text)
+
+
+def kernel_lines(text: str) -> list[str]:
+    """Lines split at "\\n" only: str.splitlines() also splits at \\r, \\x85, \\u2028...,
+    which a file name printed by the kernel may contain."""
+    return text.split("\n")
+
+
+def kernel_fields(line: str) -> list[str]:
+    """Columns split at spaces and tabs only (str.split() splits at any Unicode space)."""
+    stripped = line.strip(" \t")
+    return _BLANKS.split(stripped) if stripped else []
 
 
 def parse_name_values(text: str, path: str, unit_suffix: str | None = None) -> dict[str, int]:
     """Parse lines of `name value [unit]` (meminfo's `Name:  value kB` included)."""
     values: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    for lineno, line in enumerate(kernel_lines(text), 1):
+        parts = kernel_fields(line)
+        if not parts:
             continue
-        parts = line.split()
         if len(parts) < 2:
             raise KernelFileError(path, f"line {lineno}: expected 'name value', got {line!r}")
         name = parts[0].rstrip(":")
@@ -31,5 +67,5 @@ def parse_name_values(text: str, path: str, unit_suffix: str | None = None) -> d
             raise KernelFileError(path, f"unexpected unit {parts[2]!r}", name)
         if len(parts) > 3 or (len(parts) == 3 and unit_suffix is None):
             raise KernelFileError(path, f"line {lineno}: unexpected {line!r}", name)
-        values[name] = parse_int(path, name, parts[1])
+        values[name] = parse_uint(path, name, parts[1])
     return values

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel.keyvalue import kernel_fields, kernel_lines, parse_uint
 from zoomd.kernel.root import Root
 from zoomd.kernel.swaps import unescape_octal
 
@@ -30,19 +31,17 @@ class Mount:
 
 def parse_mountinfo(text: str, path: str) -> list[Mount]:
     mounts: list[Mount] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
+    for lineno, line in enumerate(kernel_lines(text), 1):
+        if not kernel_fields(line):
             continue
         head, sep, tail = line.partition(" - ")
-        fields = head.split()
-        rest = tail.split()
+        fields = kernel_fields(head)
+        rest = kernel_fields(tail)
         if not sep or len(fields) < 6 or len(rest) < 2:
             raise KernelFileError(path, f"line {lineno}: malformed mount {line!r}")
         major_s, _, minor_s = fields[2].partition(":")
-        try:
-            major, minor = int(major_s), int(minor_s)
-        except ValueError:
-            raise KernelFileError(path, f"line {lineno}: bad device {fields[2]!r}") from None
+        major = parse_uint(path, f"line {lineno}: major", major_s)
+        minor = parse_uint(path, f"line {lineno}: minor", minor_s)
         options = tuple(rest[2].split(",")) if len(rest) > 2 else ()
         mounts.append(
             Mount(

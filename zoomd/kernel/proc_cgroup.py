@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel.keyvalue import kernel_lines
 from zoomd.kernel.root import Root
 
 
@@ -23,8 +24,8 @@ class ProcCgroups:
 def parse_proc_cgroup(text: str, path: str) -> ProcCgroups:
     v2: str | None = None
     v1: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
+    for line in kernel_lines(text):  # a cgroup name may hold \r, \x85, U+2028...
+        if not line:
             continue
         parts = line.split(":", 2)
         if len(parts) != 3:

@@ -6,11 +6,14 @@ computed from two readings, whereas avg10 lags by design.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import parse_int
+from zoomd.kernel.keyvalue import kernel_fields, kernel_lines, parse_uint
 from zoomd.kernel.root import Root
+
+_AVG = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +45,23 @@ def _parse_line(path: str, kind: str, fields: list[str]) -> PsiLine:
     for name in ("avg10", "avg60", "avg300"):
         if name not in values:
             raise KernelFileError(path, "missing", f"{kind}.{name}")
-        try:
-            out[name] = float(values[name])
-        except ValueError:
+        # "12.34" as the kernel prints it; float() would also take nan, inf and 1e3.
+        if _AVG.fullmatch(values[name]) is None:
             raise KernelFileError(
                 path, f"expected a number, got {values[name]!r}", f"{kind}.{name}"
-            ) from None
+            )
+        out[name] = float(values[name])
     if "total" not in values:
         raise KernelFileError(path, "missing", f"{kind}.total")
-    total = parse_int(path, f"{kind}.total", values["total"])
+    total = parse_uint(path, f"{kind}.total", values["total"])
     return PsiLine(out["avg10"], out["avg60"], out["avg300"], total)
 
 
 def parse_psi(text: str, path: str) -> Psi:
     """Parse the text of a pressure file."""
     lines: dict[str, PsiLine] = {}
-    for raw in text.splitlines():
-        parts = raw.split()
+    for raw in kernel_lines(text):
+        parts = kernel_fields(raw)
         if not parts:
             continue
         kind = parts[0]

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import parse_int
+from zoomd.kernel.keyvalue import kernel_fields, kernel_lines, parse_int, parse_uint
 from zoomd.kernel.root import Root
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
@@ -30,18 +30,20 @@ class SwapEntry:
 
 def parse_swaps(text: str, path: str) -> list[SwapEntry]:
     entries: list[SwapEntry] = []
-    lines = text.splitlines()
+    # Lines end at "\n" and columns at spaces and tabs only: a file name may hold any
+    # other character (\r, \x85, U+00A0...) and the kernel escapes only " \t\n\\".
+    lines = kernel_lines(text)
     if not lines or not lines[0].startswith("Filename"):
         raise KernelFileError(path, "no 'Filename Type Size Used Priority' header")
     for lineno, line in enumerate(lines[1:], 2):
-        if not line.strip():
+        parts = kernel_fields(line)
+        if not parts:
             continue
-        parts = line.split()
         if len(parts) != 5:
             raise KernelFileError(path, f"line {lineno}: expected 5 columns, got {line!r}")
         name = unescape_octal(parts[0])
-        size = parse_int(path, f"{name}.Size", parts[2])
-        used = parse_int(path, f"{name}.Used", parts[3])
+        size = parse_uint(path, f"{name}.Size", parts[2])
+        used = parse_uint(path, f"{name}.Used", parts[3])
         prio = parse_int(path, f"{name}.Priority", parts[4])
         entries.append(SwapEntry(name, parts[1], size * 1024, used * 1024, prio))
     return entries

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import parse_int
+from zoomd.kernel.keyvalue import kernel_fields, parse_uint
 from zoomd.kernel.root import Root
 
 # Documentation/admin-guide/blockdev/zram.rst; the first five are bytes, the rest pages.
@@ -46,13 +46,13 @@ class MmStat:
 
 
 def parse_mm_stat(text: str, path: str) -> MmStat:
-    parts = text.split()
+    parts = kernel_fields(text.rstrip("\n"))
     if len(parts) < MIN_MM_STAT_COLUMNS:
         raise KernelFileError(
             path, f"expected at least {MIN_MM_STAT_COLUMNS} columns, got {len(parts)}"
         )
     values = [
-        parse_int(path, name, raw) for name, raw in zip(MM_STAT_COLUMNS, parts, strict=False)
+        parse_uint(path, name, raw) for name, raw in zip(MM_STAT_COLUMNS, parts, strict=False)
     ]
     return MmStat(*values)
 
@@ -86,7 +86,7 @@ def read_zram(root: Root, name: str) -> ZramDevice:
     mm_path = f"{base}/mm_stat"
     mm = parse_mm_stat(root.read_text(mm_path), root.join(mm_path))
     disksize_text = root.read_text(f"{base}/disksize").strip()
-    disksize = parse_int(root.join(f"{base}/disksize"), "disksize", disksize_text)
+    disksize = parse_uint(root.join(f"{base}/disksize"), "disksize", disksize_text)
     algorithm_text = root.read_optional(f"{base}/comp_algorithm")
     backing_text = root.read_optional(f"{base}/backing_dev")
     backing = backing_text.strip() if backing_text is not None else None
