@@ -77,11 +77,13 @@ class ReplayBackend(RecordingBackend):
 
 @dataclass
 class PolicyTrack:
-    """Per sample interval of one policy: (start, end, monitored group stalled, holds)."""
+    """Per sample interval of one policy: (start, end, monitored group stalled, holds) and
+    the monitored group's memory PSI full over the interval (None: no evidence)."""
 
     name: str
     monitor: str
     intervals: list[tuple[float, float, bool, bool]] = field(default_factory=list)
+    full_pct: list[float | None] = field(default_factory=list)
     _prev: tuple[float, int] | None = None
 
 
@@ -234,14 +236,15 @@ class Replayer:
             if state.last_figures is not None:
                 holds = conditions_hold(state.policy.all, state.policy.any,
                                         state.last_figures)[0]
-            stalled = False
+            pct = None
             if latest is not None and latest.psi_full_us is not None:
                 if track._prev is not None:
                     pct = _pct(latest.psi_full_us - track._prev[1], latest.t - track._prev[0])
-                    stalled = pct is not None and pct >= self.stall_pct
                 track._prev = (latest.t, latest.psi_full_us)
             start = track.intervals[-1][1] if track.intervals else sample.t
-            track.intervals.append((start, sample.t, stalled, holds))
+            track.intervals.append((start, sample.t, pct is not None and pct >= self.stall_pct,
+                                    holds))
+            track.full_pct.append(pct)
         return est
 
     def _timeline(self, result: TraceResult, snap: HostSnapshot, prev: HostSnapshot | None,

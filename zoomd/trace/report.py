@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from zoomd.trace.replay import ConfigSpec, TraceResult
-from zoomd.trace.summary import config_summary, fleet_summary, kernel_view, r3
+from zoomd.trace.summary import config_summary, fleet_summary, kernel_view, r3, repeats
 
 REPORT_VERSION = 1
 DIGITS = 3
@@ -63,8 +63,15 @@ def _decision(record: dict[str, Any], config: str, result: TraceResult) -> dict[
 
 def trace_report(result: TraceResult, specs: list[ConfigSpec]) -> dict[str, Any]:
     order = {s.name: i for i, s in enumerate(specs)}
-    decisions = [_decision(d, run.spec.name, result) for run in result.runs
-                 for d in run.decisions]
+    decisions = []
+    for run in result.runs:
+        flags: dict[int, bool] = {}
+        for name, track in run.tracks.items():
+            mine = [d for d in run.decisions if d["policy"] == name]
+            flags.update((id(d), r) for d, r in zip(mine, repeats(track, mine), strict=True))
+        for record in run.decisions:
+            decisions.append({**_decision(record, run.spec.name, result),
+                              "repeat": flags.get(id(record), False)})
     decisions.sort(key=lambda d: (d["t"], order[d["config"]], d["policy"]))
     header = result.header
     return {
@@ -153,11 +160,20 @@ def _trace_text(tr: dict[str, Any], names: list[str]) -> list[str]:
     out.append("  decisions:")
     if not tr["decisions"]:
         out.append("    none")
-    for d in tr["decisions"]:
+    pad = f"    {'':>10}  {'':<{width}}  "
+    for n, d in enumerate(tr["decisions"]):
+        if d["repeat"]:
+            continue
         out.append(f"    {d['t']:>9.3f}s  {d['config']:<{width}}  {d['policy']}: "
                    f"{d['action']} {d['victim']}")
-        out.append(f"    {'':>10}  {'':<{width}}  {_why(d)}")
-        out.append(f"    {'':>10}  {'':<{width}}  {_kernel_text(d['kernel'])}")
+        out.append(pad + _why(d))
+        out.append(pad + _kernel_text(d["kernel"]))
+        again = [e for e in tr["decisions"][n + 1:] if e["repeat"] and
+                 (e["config"], e["policy"], e["victim"]) == (d["config"], d["policy"],
+                                                              d["victim"])]
+        if again:
+            out.append(pad + f"(and {len(again)} repeats until {again[-1]['t']:.3f}s: "
+                             "in the trace the stall went on)")
     for live in tr["live_decisions"]:
         out.append(f"    {live['t']:>9.3f}s  {'(live)':<{width}}  {live['summary']}")
     kv = tr["kernel_view"]
@@ -166,11 +182,11 @@ def _trace_text(tr: dict[str, Any], names: list[str]) -> list[str]:
                f"reclaimable {_bytes(kv['kernel_reclaimable_bytes_min'])}.."
                f"{_bytes(kv['kernel_reclaimable_bytes_max'])} vs min watermark "
                f"{_bytes(kv['min_watermark_bytes'])}")
-    out.append(f"  summary:  {'config':<{width}}  actions  first(s)  stall-before(s)  "
+    out.append(f"  summary:  {'config':<{width}}  actions  repeats  first(s)  stall-before(s)  "
                "stall-avoided(s)  stalled(s)  kernel-retry-while-stuck(s)")
     for name in names:
         s = tr["summary"][name]
-        out.append(f"            {name:<{width}}  {s['actions']:>7}  "
+        out.append(f"            {name:<{width}}  {s['actions']:>7}  {s['repeats']:>7}  "
                    f"{_num(s['first_action_t']):>8}  "
                    f"{_num(s['stall_before_first_action_s']):>15}  "
                    f"{_num(s['stall_avoided_s']):>16}  {_num(s['stalled_s']):>10}  "

@@ -35,6 +35,31 @@ def episodes(track: PolicyTrack) -> list[tuple[float, float]]:
     return out
 
 
+def _episode_of(eps: list[tuple[float, float]], t: float) -> int | None:
+    for i, (start, end) in enumerate(eps):
+        if start <= t <= end + EPISODE_GAP_S:
+            return i
+    return None
+
+
+def repeats(track: PolicyTrack, decisions: list[dict[str, Any]]) -> list[bool]:
+    """Whether each decision repeats an earlier one (same victim, same stall episode).
+
+    Replay cannot remove a victim from a recorded trace: the stall goes on, and the
+    policy fires again after its post_action_delay. Those repeats are shown, but not
+    counted as actions.
+    """
+    eps = episodes(track)
+    seen: set[tuple[int, str, str]] = set()
+    out = []
+    for d in decisions:
+        episode = _episode_of(eps, d["monotonic"])
+        key = (episode if episode is not None else -1, d["action"], d["victim"])
+        out.append(episode is not None and key in seen)
+        seen.add(key)
+    return out
+
+
 def _stalled_between(track: PolicyTrack, lo: float, hi: float) -> float:
     return sum(min(end, hi) - max(start, lo) for start, end, stalled, _ in track.intervals
                if stalled and end > lo and start < hi)
@@ -44,30 +69,32 @@ def policy_summary(track: PolicyTrack, decisions: list[dict[str, Any]], t0: floa
                    retry_at: dict[float, bool]) -> dict[str, Any]:
     """Actions, first action, stall before it, stall avoided, kernel retrying while stuck."""
     eps = episodes(track)
-    times = [d["monotonic"] for d in decisions]
+    rep = repeats(track, decisions)
+    acts = [d for d, r in zip(decisions, rep, strict=True) if not r]
     before = None
     avoided = 0.0
     acted_in: set[int] = set()
-    for n, t in enumerate(times):
-        for i, (start, end) in enumerate(eps):
-            if not start <= t <= end + EPISODE_GAP_S:
-                continue
-            if n == 0:
-                before = t - start
-            if i not in acted_in:  # later actions in the same episode avoid nothing more
-                acted_in.add(i)
-                avoided += _stalled_between(track, t, end)
-            break
+    for n, d in enumerate(acts):
+        i = _episode_of(eps, d["monotonic"])
+        if i is None:
+            continue
+        if n == 0:
+            before = d["monotonic"] - eps[i][0]
+        if i not in acted_in:  # later actions in the same episode avoid nothing more
+            acted_in.add(i)
+            avoided += _stalled_between(track, d["monotonic"], eps[i][1])
     stuck = sum(end - start for start, end, _, holds in track.intervals if holds)
     retrying = sum(end - start for start, end, _, holds in track.intervals
                    if holds and retry_at.get(end, False))
     return {
         "monitor": track.monitor,
-        "actions": len(decisions),
-        "by_action": dict(sorted(Counter(d["action"] for d in decisions).items())),
-        "first_action_t": r3(times[0] - t0) if times else None,
+        "actions": len(acts),
+        "repeats": len(decisions) - len(acts),
+        "by_action": dict(sorted(Counter(d["action"] for d in acts).items())),
+        "first_action_t": r3(acts[0]["monotonic"] - t0) if acts else None,
         "stalled_s": r3(sum(end - start for start, end, s, _ in track.intervals if s)),
         "stall_episodes": len(eps),
+        "episodes_acted": len(acted_in),
         "stall_before_first_action_s": r3(before),
         "stall_avoided_s": r3(avoided),
         "conditions_held_s": r3(stuck),
@@ -84,9 +111,13 @@ def config_summary(run: ConfigRun, result: TraceResult) -> dict[str, Any]:
     firsts = [(p["first_action_t"], n) for n, p in policies.items()
               if p["first_action_t"] is not None]
     first = min(firsts) if firsts else None
+    by_action: Counter[str] = Counter()
+    for p in policies.values():
+        by_action.update(p["by_action"])
     return {
-        "actions": len(run.decisions),
-        "by_action": dict(sorted(Counter(d["action"] for d in run.decisions).items())),
+        "actions": sum(p["actions"] for p in policies.values()),
+        "repeats": sum(p["repeats"] for p in policies.values()),
+        "by_action": dict(sorted(by_action.items())),
         "first_action_t": first[0] if first else None,
         "stall_before_first_action_s":
             policies[first[1]]["stall_before_first_action_s"] if first else None,
@@ -142,10 +173,11 @@ def fleet_summary(results: list[TraceResult], names: list[str]) -> dict[str, Any
         avoided = 0.0
         for result in results:
             run = next(r for r in result.runs if r.spec.name == name)
-            if run.decisions:
+            summary = config_summary(run, result)
+            if summary["actions"]:
                 acted.add(str(result.header.get("hostname", result.name)))
-            actions += len(run.decisions)
-            avoided += config_summary(run, result)["stall_avoided_s"] or 0.0
+            actions += summary["actions"]
+            avoided += summary["stall_avoided_s"] or 0.0
         per[name] = {
             "traces": len(results),
             "hosts": len(host_seconds),

@@ -25,10 +25,13 @@ class MaterialisedTree:
 
     def __init__(self, trace_path: str = "") -> None:
         self.trace_path = trace_path
-        self.base = tempfile.mkdtemp(prefix="zoomd-replay-")
+        shm = "/dev/shm"  # tmpfs: opening thousands of small files per second is cheap
+        where = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+        self.base = tempfile.mkdtemp(prefix="zoomd-replay-", dir=where)
         self.root = Root(self.base)
         self.facts: dict[str, str] = {}  # "@..." entries: zoomd's facts, not files
         self._paths: set[str] = set()
+        self._dirs: set[str] = set()
 
     def _full(self, kernel_path: str) -> str:
         norm = os.path.normpath(kernel_path)
@@ -38,7 +41,10 @@ class MaterialisedTree:
 
     def _write(self, kernel_path: str, text: str) -> None:
         full = self._full(kernel_path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
+        directory = os.path.dirname(full)
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
         with open(full, "w", encoding="utf-8", errors="surrogateescape") as handle:
             handle.write(text)  # O_TRUNC on the same inode: open readers see the new text
         self._paths.add(kernel_path)
@@ -54,6 +60,7 @@ class MaterialisedTree:
                 os.rmdir(directory)  # only empty ones: a removed cgroup disappears
             except OSError:
                 break
+            self._dirs.discard(directory)
             directory = os.path.dirname(directory)
 
     def apply(self, sample: Sample) -> None:

@@ -80,7 +80,8 @@ class TraceFile:
         self._shift_old()
         raw = open(self.path, "wb")  # noqa: SIM115 - kept open across calls
         self._raw = raw
-        self._out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) \
+        self._out = gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                  compresslevel=6, mtime=0) \
             if self.compress else raw
         self._since_key = self.keyframe_every  # the next sample is a keyframe
         self._write({**self.header, "part": self.rotations})
