@@ -242,3 +242,41 @@ def test_kill_process_mode_kills_the_largest_process_only(lab) -> None:
     records = d.run(6.0)
     assert records and records[0]["action"] == "kill-process"
     assert [(c[0], c[1]) for c in backend.calls] == [("kill_process", "pid:210")]
+
+
+def test_hooks_run_around_the_action(lab, tmp_path) -> None:
+    import sys
+
+    out_before, out_after = tmp_path / "before.json", tmp_path / "after.json"
+    code = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items() "
+            "if k.startswith('ZOOMD_')}, open(sys.argv[1], 'w'))")
+    cfg = Config.model_validate({
+        **config().model_dump(by_alias=True),
+        "hook": [
+            {"name": "pre", "when": "before", "command": [sys.executable, "-c", code,
+                                                          str(out_before)]},
+            {"name": "post", "when": "after", "command": [sys.executable, "-c", code,
+                                                          str(out_after)]},
+        ],
+    })
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, cfg, backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(6.0)
+    engine.close()
+    assert [h["name"] for h in records[0]["hooks"]] == ["pre", "post"]
+    before = json.loads(out_before.read_text())
+    after = json.loads(out_after.read_text())
+    assert before["ZOOMD_CGROUP"] == after["ZOOMD_CGROUP"] == "/lab/workload"
+    assert after["ZOOMD_RESULT"] == "ok"
+    assert int(before["ZOOMD_MEMORY_BYTES"]) == 512 * MiB
+
+
+def test_hook_command_must_be_an_argv_list() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="argv list"):
+        Config.model_validate({"hook": [{"name": "x", "command": "logger hi"}]})
+    with pytest.raises(ValidationError, match="absolute path"):
+        Config.model_validate({"hook": [{"name": "x", "command": ["logger", "hi"]}]})

@@ -131,11 +131,39 @@ class SystemdSection(Strict):
     zram: ZramRule = ZramRule()
 
 
+class Hook(Strict):
+    """A command run before or after an action (an argv list, never a shell string)."""
+
+    name: str = Field(min_length=1)
+    when: Literal["before", "after"] = "after"
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = 5.0  # "before" hooks: the action goes ahead after this long
+    policies: tuple[str, ...] = ()  # globs on policy names; empty: every policy
+    actions: tuple[Literal["kill", "freeze", "kill-process"], ...] = ()  # empty: all
+    dry_run: bool = False  # also run for dry-run decisions
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, value: object) -> object:
+        if isinstance(value, str):
+            raise ValueError("expected an argv list such as [\"/usr/bin/logger\", \"-t\", "
+                             "\"zoomd\"], not a shell string")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _absolute(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value[0].startswith("/"):
+            raise ValueError(f"the program must be an absolute path, got {value[0]!r}")
+        return value
+
+
 class Config(Strict):
     daemon: DaemonSection = DaemonSection()
     reclaim: ReclaimSection = ReclaimSection()
     systemd: SystemdSection = SystemdSection()
     policy: tuple[Policy, ...] = ()
+    hook: tuple[Hook, ...] = ()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

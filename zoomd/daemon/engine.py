@@ -16,6 +16,7 @@ from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.schema import Config, Policy
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.globs import relative_to
+from zoomd.daemon.hooks import HookRunner
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
 from zoomd.daemon.sample import History
@@ -72,6 +73,7 @@ class Engine:
         self.exclusions = cand_mod.Exclusions(
             protect=tuple(config.daemon.protect), vital_groups=vital_groups)
         self.records: list[dict[str, Any]] = []
+        self.hooks = HookRunner(tuple(config.hook))
         self.states: list[PolicyState] = []
         for policy in config.policy:
             self.add_policy(policy, scope=scope)
@@ -105,6 +107,7 @@ class Engine:
     def close(self) -> None:
         for state in self.states:
             state.monitor.close()
+        self.hooks.close()
 
     # ---------------------------------------------------------------------------------
     def tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
@@ -178,9 +181,21 @@ class Engine:
             return None
         victim = ranked[0]
         backend, dry = self._backend_for(policy)
+        hook_runs = []
+        if self.hooks.hooks:
+            pending = ActionOutcome(policy.action, victim.path, False, "pending", (), None,
+                                    None, None)
+            preview = self._record(state, host, estimate, fig, results, ranked, skipped,
+                                   victim.path, policy.action, dry, pending)
+            preview["victim_memory_bytes"] = victim.memory
+            hook_runs = self.hooks.before(preview)
         outcome = self._act(backend, policy, victim.path)
         record = self._record(state, host, estimate, fig, results, ranked, skipped, victim.path,
                               policy.action, dry, outcome)
+        record["victim_memory_bytes"] = victim.memory
+        if self.hooks.hooks:
+            hook_runs += self.hooks.after(record)
+            record["hooks"] = [run.to_json() for run in hook_runs]
         if outcome.ok and policy.action == "freeze" and not dry:
             state.frozen[victim.path] = FrozenGroup(victim.path, host.monotonic)
         state.quiet_until = host.monotonic + policy.post_action_delay
