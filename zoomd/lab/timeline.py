@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from zoomd.kernel.swaps import unescape_octal
+from zoomd.kernel.zram import MM_STAT_COLUMNS
 
 VMSTAT_FIELDS = (
     "pgscan_anon",
@@ -36,17 +37,6 @@ VMSTAT_FIELDS = (
     "pswpin",
     "pswpout",
     "oom_kill",
-)
-MM_STAT_COLUMNS = (
-    "orig_data_size",
-    "compr_data_size",
-    "mem_used_total",
-    "mem_limit",
-    "mem_used_max",
-    "same_pages",
-    "pages_compacted",
-    "huge_pages",
-    "huge_pages_since",
 )
 
 
