@@ -134,3 +134,13 @@ def test_superscript_digits_do_not_crash_readers(tmp_path) -> None:
         f.write("²:0\n")
     assert classify_block(Root(host.base), "ram0").kind == "ramdisk"
     assert Notifier({"WATCHDOG_USEC": "²"}).watchdog_interval is None
+
+
+@pytest.mark.parametrize("text", ["-1\n", "12\u2028", "1_0\n", "٣\n"])
+def test_cgroup_number_file_is_refused(tmp_path, text) -> None:
+    host = FakeHost(str(tmp_path))
+    host.add("/g", pids=[42], current=5)
+    with open(f"{host.base}/sys/fs/cgroup/g/memory.current", "w") as f:
+        f.write(text)
+    with pytest.raises(KernelFileError, match=r"memory\.current"):
+        CgroupReader(Root(host.base)).memory("/g")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import kernel_fields, parse_int, parse_name_values, parse_uint
+from zoomd.kernel.keyvalue import kernel_fields, parse_name_values, parse_uint
 from zoomd.kernel.mountinfo import Mount, read_mountinfo
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.psi import Psi, parse_psi
@@ -112,10 +112,10 @@ def _int_of(text_of: TextOf, root: Root, path: str, name: str) -> int | None:
     text = text_of(path)
     if text is None:
         return None
-    value = text.strip()
+    value = text.strip(" \t\n")
     if value == "max":
         return None
-    return parse_int(root.join(path), name, value)
+    return parse_uint(root.join(path), name, value)
 
 
 def _read_int_file(root: Root, path: str, name: str) -> int | None:
