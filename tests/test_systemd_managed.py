@@ -1,0 +1,130 @@
+"""Managed cgroups turned into policies, the swap rule (strict vs zram-aware) and the
+kill counters, on synthetic snapshots and a fake cgroupfs."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+from builders import GiB, meminfo, snapshot, zram_swap
+from fakecgroupfs import FakeHost
+
+from zoomd.actions.backend import RecordingBackend
+from zoomd.actions.outcome import ActionOutcome
+from zoomd.config.schema import Config, SystemdSection
+from zoomd.daemon.engine import Engine
+from zoomd.daemon.log import Logger
+from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.root import Root
+from zoomd.model.reclaim import ModelParams, estimate
+from zoomd.systemd.managed import PRESSURE, SWAP, ManagedCgroup, pressure_policies
+from zoomd.systemd.oomdconf import OomdConf
+from zoomd.systemd.swaprule import SwapGuard, swap_figures
+from zoomd.systemd.xattrs import ReportingBackend, read_counter
+
+MiB = 1 << 20
+USER = "/user.slice/user-1000.slice/user@1000.service"
+
+
+def test_pressure_policy_strict_and_zram_aware() -> None:
+    conf = OomdConf(pressure_limit=6000, pressure_duration_usec=20_000_000)
+    entry = ManagedCgroup(USER, PRESSURE, limit=5000)
+    strict = pressure_policies(entry, conf, SystemdSection(mode="strict"))
+    assert [p.name for p in strict] == [f"systemd-pressure:{USER}"]
+    rule = strict[0]
+    assert (rule.monitor, rule.for_, rule.window, rule.rank) == (USER, 20.0, 20.0,
+                                                                ("pgscan", "memory"))
+    assert rule.all.memory_pressure_full_avg10_above == 50.0
+    assert rule.all.reclaim_activity is True and rule.post_action_delay == 15.0
+    aware = pressure_policies(ManagedCgroup(USER, PRESSURE, duration_usec=45_000_000), conf,
+                              SystemdSection())
+    assert [p.name for p in aware] == [f"systemd-pressure:{USER}", f"systemd-zram:{USER}"]
+    assert aware[0].all.memory_pressure_full_avg10_above == 60.0  # oomd.conf's default
+    assert aware[0].window == 30.0  # reclaim activity: within the last 30 s at most
+    zram = aware[1]
+    assert zram.for_ == 45.0 and zram.all.memory_pressure_full_above == 40.0
+    assert zram.any.refault_rate_above == 15.0
+
+
+def zram_host(used: int, mem_free: int, *, file: int = 200 * MiB, anon: int = 6 * GiB):
+    """8 GiB RAM, a 4 GiB zram swap holding `used` at a ratio of 3."""
+    swap = zram_swap(4 * GiB, used, orig=used, mem_used=used // 3)
+    mem = meminfo(8 * GiB, mem_free, anon=anon, file=file, swap_total=4 * GiB,
+                  swap_free=4 * GiB - used)
+    return snapshot(mem, (swap,))
+
+
+def test_strict_swap_rule_is_fooled_by_free_zram_slots() -> None:
+    # RAM is gone but zram is only a tenth full: SwapFree says 90% free.
+    host = zram_host(used=400 * MiB, mem_free=60 * MiB, file=40 * MiB)
+    params = ModelParams()
+    est = estimate(host, None, params)
+    strict = swap_figures(host, est, params, 9000, "strict")
+    assert strict.mem_available < strict.mem_threshold
+    assert not strict.holds  # swap looks free
+    # Anon reclaim failing (efficiency gate): the free slots give nothing back.
+    from zoomd.model.reclaim import ReclaimWindow
+
+    failing = estimate(host, ReclaimWindow(5.0, 100_000, 10_000, 1000, 900, 0, 0), params)
+    aware = swap_figures(host, failing, params, 9000, "zram-aware")
+    assert aware.swap_free == 0 and aware.holds
+
+
+def test_zram_aware_counts_what_filling_zram_gives_back() -> None:
+    host = zram_host(used=400 * MiB, mem_free=4 * GiB)
+    params = ModelParams()
+    est = estimate(host, None, params)
+    aware = swap_figures(host, est, params, 9000, "zram-aware")
+    # anon compresses 3:1: each page moved frees 2/3 of a page, bounded by the free slots
+    assert aware.swap_free == pytest.approx((4 * GiB - 400 * MiB) * 2 / 3, rel=0.01)
+    assert not aware.holds
+
+
+@pytest.fixture
+def fake(tmp_path) -> FakeHost:
+    h = FakeHost(str(tmp_path))
+    h.add("/user.slice", current=3 * GiB)
+    h.add(f"{USER}", current=3 * GiB)
+    h.add(f"{USER}/big.service", pids=[200], current=1 * GiB, swap=900 * MiB)
+    h.add(f"{USER}/small.service", pids=[201], current=1 * GiB, swap=100 * MiB)
+    return h
+
+
+def test_swap_guard_kills_the_largest_swap_user(fake) -> None:
+    reader = CgroupReader(Root(fake.base))
+    backend = RecordingBackend()
+    engine = Engine(Config(), reader, backend, Logger(stream=io.StringIO()))
+    host = zram_host(used=3900 * MiB, mem_free=60 * MiB, file=40 * MiB)
+    params = ModelParams()
+    est = estimate(host, None, params)
+    guard = SwapGuard()
+    entries = [ManagedCgroup(USER, SWAP)]
+    record = guard.tick(engine, host, est, params, entries, 9000, "strict")
+    assert record is not None and record["victim"] == f"{USER}/big.service"
+    assert record["reason"] == "memory-used"
+    assert [c.target.endswith("big.service") for c in backend.calls] == [True]
+    assert guard.tick(engine, host, est, params, entries, 9000, "strict") is None  # quiet
+
+
+def test_reporting_backend_counts_like_systemd_oomd(tmp_path) -> None:
+    group = tmp_path / "victim"
+    group.mkdir()
+    try:
+        os.setxattr(group, "user.zoomd_probe", b"1")
+    except OSError:
+        pytest.skip("no user xattrs on this file system")
+
+    class Inner:
+        def kill_cgroup(self, procs_dir: str, **_kw) -> ActionOutcome:
+            return ActionOutcome("kill", procs_dir, True, "cgroup.kill", (11, 12), 0.1, None,
+                                 None)
+
+    heard = []
+    backend = ReportingBackend(Inner(), lambda d: "/x/victim")  # type: ignore[arg-type]
+    backend.listeners.append(lambda cg, reason, _o: heard.append((cg, reason)))
+    for _ in range(2):
+        backend.kill_cgroup(str(group))
+    assert read_counter(str(group), "user.oomd_ooms") == 2
+    assert read_counter(str(group), "user.oomd_kill") == 4
+    assert heard == [("/x/victim", "memory-pressure")] * 2 and backend.errors == []
