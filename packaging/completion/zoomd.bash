@@ -27,6 +27,7 @@ _zoomd() {
         run:--duration) COMPREPLY=(); return 0 ;;
         run:--managed-oom-socket) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         run:--managed-oom-user-socket) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        run:--record) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         record:-o|record:--output) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         record:--interval) COMPREPLY=(); return 0 ;;
         record:--duration) COMPREPLY=(); return 0 ;;
@@ -43,7 +44,7 @@ _zoomd() {
         "") COMPREPLY=($(compgen -W "status check run record replay --version -h --help" -- "$cur")) ;;
         status) COMPREPLY=($(compgen -W "--json --format --config --root --sample --mode --page-size --stalls --enable-delayacct --top -h --help" -- "$cur")) ;;
         check) COMPREPLY=($(compgen -W "--config -h --help" -- "$cur")) ;;
-        run) COMPREPLY=($(compgen -W "--config --dry-run --scope --duration --managed-oom-socket --managed-oom-user-socket -h --help" -- "$cur")) ;;
+        run) COMPREPLY=($(compgen -W "--config --dry-run --scope --duration --managed-oom-socket --managed-oom-user-socket --record -h --help" -- "$cur")) ;;
         record) COMPREPLY=($(compgen -W "-o --output --interval --duration --scope --config --max-size --keep --subtree-every -h --help" -- "$cur")) ;;
         replay) COMPREPLY=($(compgen -W "--config --json --plot --stall-threshold --timing -h --help" -- "$cur")) ;;
     esac

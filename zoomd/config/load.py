@@ -169,6 +169,7 @@ def dump_config(config: Config) -> str:
 
     table("[daemon]", data["daemon"])
     table("[reclaim]", data["reclaim"])
+    table("[metrics]", data["metrics"])
     table("[systemd]", data["systemd"])
     for policy in data["policy"]:
         table("[[policy]]", policy)

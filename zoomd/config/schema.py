@@ -39,6 +39,24 @@ class ReclaimSection(Strict):
     assumed_compression_ratio: float = Field(2.0, ge=1.0, le=64.0)
 
 
+class MetricsSection(Strict):
+    """Prometheus metrics: an HTTP endpoint and/or a node_exporter textfile."""
+
+    listen: str = ""
+    textfile: str = ""
+    textfile_interval: Duration = 15.0
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        import re
+
+        if value and not re.fullmatch(r"(\d+|[^\s\[\]]*:\d+|\[[0-9a-fA-F:.]+\]:\d+)",
+                                      value.strip()):
+            raise ValueError(f"expected \"PORT\" (loopback) or \"HOST:PORT\", got {value!r}")
+        return value.strip()
+
+
 class Conditions(Strict):
     """Trigger conditions; in [policy.all] every one set must hold, in [policy.any] one."""
 
@@ -161,6 +179,7 @@ class Hook(Strict):
 class Config(Strict):
     daemon: DaemonSection = DaemonSection()
     reclaim: ReclaimSection = ReclaimSection()
+    metrics: MetricsSection = MetricsSection()
     systemd: SystemdSection = SystemdSection()
     policy: tuple[Policy, ...] = ()
     hook: tuple[Hook, ...] = ()

@@ -24,7 +24,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.managed_oom_user_socket:
         systemd["user_socket"] = args.managed_oom_user_socket
     daemon = Daemon(args.config, root=Root(args.root), scope=args.scope,
-                    dry_run=args.dry_run, duration=args.duration, systemd=systemd)
+                    dry_run=args.dry_run, duration=args.duration, systemd=systemd,
+                    record=args.record)
     return daemon.run()
 
 
@@ -53,4 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     run.add_argument("--managed-oom-user-socket", metavar="PATH", default=None,
                      help="listen here for user managers' ManagedOOM reports (overrides "
                           "[systemd] user_socket)")
+    run.add_argument("--record", metavar="FILE", default=None,
+                     help="also record a trace (see `zoomd record`) of every tick and "
+                          "decision to FILE (.gz: compressed; rotated past 64M, 3 kept)")
     run.set_defaults(func=_cmd_run)

@@ -19,6 +19,7 @@ from zoomd.config.schema import Config
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel, model_params
 from zoomd.daemon.log import Logger
+from zoomd.daemon.observers import make_observers
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
@@ -43,7 +44,7 @@ class Daemon:
     def __init__(self, config_path: str | None, *, root: Root, scope: str = "/",
                  dry_run: bool = False, backend: ActionBackend | None = None,
                  duration: float | None = None, logger: Logger | None = None,
-                 systemd: dict | None = None) -> None:
+                 systemd: dict | None = None, record: str | None = None) -> None:
         self.config_path = config_path
         self.root = root
         self.scope = scope
@@ -68,6 +69,7 @@ class Daemon:
             from zoomd.systemd.integration import SystemdIntegration
 
             self.extensions.append(SystemdIntegration(self, systemd))
+        self.observers = make_observers(self, record)  # trace recorder, metrics
 
     def _make_engine(self, config: Config) -> Engine:
         return Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
@@ -123,19 +125,26 @@ class Daemon:
         self.config, self.config_files, self.engine = config, files, engine
         for ext in self.extensions:
             ext.on_reload()
+        for obs in self.observers:
+            obs.on_reload(self)
         self._arm_triggers()
         self.logger.info("configuration reloaded", files=",".join(files))
 
     # -- loop ---------------------------------------------------------------------------
     def tick(self) -> list[dict]:
+        started = time.monotonic()
         for ext in self.extensions:
             ext.before_tick()
         snap = self.host.sample()
+        for obs in self.observers:
+            obs.sampled(self, snap)  # the trace reads its files at the snapshot's moment
         self.model.params = model_params(self.config)
         estimate = self.model.update(snap)
         records = self.engine.tick(snap, estimate)
         for ext in self.extensions:
             records += ext.after_tick(snap, estimate)
+        for obs in self.observers:
+            obs.observe(self, snap, estimate, records, time.monotonic() - started)
         return records
 
     def run(self) -> int:
@@ -231,6 +240,8 @@ class Daemon:
         self.engine.close()
         for ext in self.extensions:
             ext.close()
+        for obs in self.observers:
+            obs.close()
         self.host.close()
         self.notifier.close()
         self.logger.info("zoomd stopped")

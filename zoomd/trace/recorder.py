@@ -64,12 +64,15 @@ class TickRecorder:
         self.writer = BackgroundWriter(trace)
         self.capture_seconds = 0.0  # time spent reading files in the caller's thread
 
-    def after_tick(self, t: float, records: list[dict[str, Any]] | tuple = ()) -> None:
-        """Sample now (stamped `t`, the tick's clock) and queue the tick's records."""
+    def sample(self, t: float) -> None:
+        """Read the files now and queue them as the sample stamped `t`."""
         started = time.monotonic()
         sets = self.capturer.capture()
         self.capture_seconds += time.monotonic() - started
         self.writer.submit_sample(t, time.time(), sets)
+
+    def records(self, t: float, records: list[dict[str, Any]]) -> None:
+        """Queue a tick's decision records (written before the next sample)."""
         for record in records:
             self.writer.submit_record(t, record)
 
@@ -112,7 +115,7 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
             now = time.monotonic()
             if duration is not None and now - started >= duration:
                 break
-            recorder.after_tick(now)
+            recorder.sample(now)
             samples += 1
             next_at += interval
             if next_at < time.monotonic():  # fell behind: skip, never burst

@@ -1,0 +1,153 @@
+"""Things that watch the loop without steering it: the trace recorder and the metrics.
+
+The loop calls `observe()` after each tick with what the tick saw and decided, and
+how long it took; an observer copies what it needs and hands any disk or network
+work to its own thread, so it can never delay the next tick.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from zoomd.model.reclaim import ReclaimEstimate
+from zoomd.model.snapshot import HostSnapshot
+
+
+class TickObserver(Protocol):
+    def sampled(self, daemon: Any, snap: HostSnapshot) -> None: ...
+
+    def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
+                records: list[dict[str, Any]], seconds: float) -> None: ...
+
+    def on_reload(self, daemon: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def monitored(daemon: Any) -> tuple[str, ...]:
+    return tuple(sorted({s.monitor.path for s in daemon.engine.states}))
+
+
+class TraceObserver:
+    """`zoomd run --record FILE`: every tick's files and decisions into a trace."""
+
+    def __init__(self, daemon: Any, path: str) -> None:
+        from zoomd.daemon.loop import vital_groups
+        from zoomd.trace.recorder import TickRecorder
+
+        self.daemon = daemon
+        self.recorder = TickRecorder(
+            path, daemon.root, scope=daemon.scope, monitors=monitored(daemon),
+            page_size=daemon.host.page_size, vital_groups=vital_groups(daemon.root),
+            extra={"recorder": "zoomd run", "dry_run": bool(daemon.engine.dry_run),
+                   "config_files": list(daemon.config_files)})
+
+    def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
+        self.recorder.sample(snap.monotonic)
+
+    def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
+                records: list[dict[str, Any]], seconds: float) -> None:
+        self.recorder.records(snap.monotonic, records)
+
+    def on_reload(self, daemon: Any) -> None:
+        self.recorder.set_monitors(monitored(daemon))
+
+    def close(self) -> None:
+        self.recorder.close()
+        writer = self.recorder.writer
+        self.daemon.logger.info("trace closed", path=writer.trace.path,
+                                samples=writer.trace.samples, dropped=writer.dropped,
+                                write_errors=writer.errors or None)
+
+
+class MetricsObserver:
+    """The [metrics] table: an HTTP endpoint and/or a textfile, fed after each tick."""
+
+    def __init__(self, daemon: Any, trace: TraceObserver | None = None) -> None:
+        from zoomd.metrics.collect import DaemonMetrics
+
+        self.metrics = DaemonMetrics()
+        self.trace = trace
+        self.daemon = daemon
+        self.server: Any = None
+        self._stop = threading.Event()
+        self._textfile_thread: threading.Thread | None = None
+        self._start(daemon.config.metrics)
+
+    def render(self) -> str:
+        from zoomd.metrics.exposition import render
+
+        return render(self.metrics.families())
+
+    def _start(self, settings: Any) -> None:
+        self.settings = settings
+        if settings.listen:
+            from zoomd.metrics.export import MetricsServer
+
+            self.server = MetricsServer(settings.listen, self.render)
+            host, port = self.server.address
+            self.daemon.logger.info("metrics endpoint listening", address=f"{host}:{port}")
+        if settings.textfile:
+            self._stop.clear()
+            self._textfile_thread = threading.Thread(
+                target=self._textfile_loop, name="zoomd-textfile", daemon=True)
+            self._textfile_thread.start()
+
+    def _write_textfile(self) -> None:
+        from zoomd.metrics.export import write_textfile
+
+        try:
+            write_textfile(self.settings.textfile, self.render())
+        except OSError as exc:
+            self.daemon.logger.warning("cannot write the metrics textfile",
+                                       path=self.settings.textfile, error=str(exc))
+
+    def _textfile_loop(self) -> None:
+        while not self._stop.wait(self.settings.textfile_interval):
+            self._write_textfile()
+
+    def _stop_exports(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self._textfile_thread is not None:
+            self._stop.set()
+            self._textfile_thread.join(5.0)
+            self._textfile_thread = None
+            self._write_textfile()
+
+    def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
+        pass
+
+    def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
+                records: list[dict[str, Any]], seconds: float) -> None:
+        self.metrics.observe(daemon.engine, snap, estimate, records, seconds)
+        if self.trace is not None:
+            self.metrics.extra["zoomd_trace_dropped_samples_total"] = \
+                self.trace.recorder.dropped
+
+    def on_reload(self, daemon: Any) -> None:
+        if daemon.config.metrics != self.settings:
+            self._stop_exports()
+            self._start(daemon.config.metrics)
+
+    def close(self) -> None:
+        self._stop_exports()
+
+
+def make_observers(daemon: Any, record: str | None) -> list[TickObserver]:
+    """The observers a daemon's options and configuration ask for."""
+    out: list[TickObserver] = []
+    trace = TraceObserver(daemon, record) if record else None
+    if trace is not None:
+        out.append(trace)
+    settings = getattr(daemon.config, "metrics", None)
+    if settings is not None and (settings.listen or settings.textfile):
+        try:
+            out.append(MetricsObserver(daemon, trace))
+        except BaseException:
+            for obs in out:
+                obs.close()
+            raise
+    return out

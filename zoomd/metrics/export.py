@@ -1,0 +1,92 @@
+"""Where metrics go: an HTTP endpoint (a thread, loopback unless told otherwise) and a
+node_exporter textfile written atomically (temp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from zoomd.errors import ZoomdError
+from zoomd.metrics.exposition import CONTENT_TYPE
+
+DEFAULT_PORT = 9464
+Render = Callable[[], str]
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """"PORT", "HOST:PORT" or "[V6]:PORT"; a bare port binds loopback only."""
+    text = text.strip()
+    host, port = "127.0.0.1", text
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]:")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
+        raise ZoomdError(f"metrics listen address {text!r}: expected PORT or HOST:PORT")
+    return host or "127.0.0.1", int(port)
+
+
+class MetricsServer:
+    """GET /metrics on a small HTTP server in a daemon thread."""
+
+    def __init__(self, listen: str, render: Render) -> None:
+        host, port = parse_listen(listen)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] not in ("/metrics", "/"):
+                    self.send_error(404)
+                    return
+                body = render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        server_class = HTTPServer
+        if ":" in host:
+            import socket
+
+            class V6(HTTPServer):
+                address_family = socket.AF_INET6
+
+            server_class = V6
+        try:
+            self.server = server_class((host, port), Handler)
+        except OSError as exc:
+            raise ZoomdError(f"metrics: cannot listen on {host}:{port} "
+                             f"({exc.strerror or exc})") from None
+        self.address = self.server.server_address[:2]
+        self._thread = threading.Thread(target=self.server.serve_forever,
+                                        name="zoomd-metrics", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(5.0)
+
+
+def write_textfile(path: str, text: str) -> None:
+    """Replace `path` atomically: node_exporter never reads half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".zoomd-", suffix=".prom.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
