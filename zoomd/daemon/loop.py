@@ -65,7 +65,12 @@ class Daemon:
         self._prev = None
         self.model = HostModel(model_params(self.config))
         self.extensions: list = []
-        if self.config.systemd.managed_oom or self.config.systemd.dbus:
+        wants_systemd = self.config.systemd.managed_oom or self.config.systemd.dbus
+        booted = os.path.isdir("/run/systemd/system") or "DBUS_SYSTEM_BUS_ADDRESS" in os.environ
+        if wants_systemd and not systemd and not booted:
+            # Not booted with systemd: no PID 1 to subscribe to, no oomctl to answer.
+            self.logger.info("not a systemd host: ManagedOOM and org.freedesktop.oom1 off")
+        elif wants_systemd:
             from zoomd.systemd.integration import SystemdIntegration
 
             self.extensions.append(SystemdIntegration(self, systemd))
