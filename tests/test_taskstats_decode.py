@@ -115,3 +115,42 @@ def test_memory_total_sums_only_the_kinds_the_version_has() -> None:
     assert stats.total_ns() == stats.delays["swapin"].total_ns + \
         stats.delays["freepages"].total_ns
     assert set(MEMORY_KINDS) - set(stats.delays) == {"thrashing", "compact"}
+
+
+LIVE = sorted(p.stem for p in FIXTURES.glob("live-*.bin"))
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_live_captures_still_decode_to_what_was_seen(name: str) -> None:
+    payload = (FIXTURES / f"{name}.bin").read_bytes()
+    record = json.loads((FIXTURES / f"{name}.json").read_text())
+    tagged = record["captured"]["tagged_id"]
+    by_pid = record["captured"]["query"].endswith("_PID")
+    stats = decode(payload, pid=tagged) if by_pid else decode(payload, tgid=tagged)
+    expected = record["expected"]
+    assert (stats.version, stats.pid, stats.tgid, stats.comm) == \
+        (expected["version"], expected["pid"], expected["tgid"], expected["comm"])
+    got = {k: {"count": d.count, "total_ns": d.total_ns, "max_ns": d.max_ns,
+               "min_ns": d.min_ns} for k, d in stats.delays.items()}
+    assert got == expected["delays"]
+
+
+@pytest.mark.parametrize("name", LIVE)
+def test_live_captures_are_self_consistent(name: str) -> None:
+    """Independent of the transcribed layout: in real bytes, every kind's count, total,
+    max and min must fit together (count * min <= total <= count * max), the struct's
+    own pid/tgid fields must name the task asked for, and the thrashing child must show
+    reclaim and swap-in delays."""
+    payload = (FIXTURES / f"{name}.bin").read_bytes()
+    record = json.loads((FIXTURES / f"{name}.json").read_text())
+    tagged = record["captured"]["tagged_id"]
+    stats = decode(payload)
+    for kind, d in stats.delays.items():
+        if d.count:
+            assert d.max_ns is not None and d.min_ns is not None
+            assert d.count * d.min_ns <= d.total_ns <= d.count * d.max_ns, kind
+        else:
+            assert d.total_ns == 0, kind
+    if record["captured"]["query"].endswith("_PID"):
+        assert stats.pid == tagged and stats.tgid == tagged and stats.comm.startswith("python")
+    assert stats.delays["freepages"].count > 0 and stats.delays["swapin"].count > 0
