@@ -144,3 +144,58 @@ def test_cgroup_number_file_is_refused(tmp_path, text) -> None:
         f.write(text)
     with pytest.raises(KernelFileError, match=r"memory\.current"):
         CgroupReader(Root(host.base)).memory("/g")
+
+
+# -- configuration ------------------------------------------------------------------------
+@pytest.mark.parametrize("value", ['"1e400s"', '"' + "9" * 400 + 's"', "nan", "inf",
+                                   "1" + "0" * 400])
+def test_config_duration_that_is_no_number_is_refused(tmp_path, value) -> None:
+    from zoomd.config.load import load_config
+    from zoomd.errors import ConfigError
+
+    path = tmp_path / "z.toml"
+    path.write_text(f"[daemon]\ninterval = {value}\n")
+    with pytest.raises(ConfigError, match=r"daemon\.interval"):
+        load_config(str(path), drop_ins=False)
+
+
+@pytest.mark.parametrize("value", ['"1_0%"', '"٣%"', '"nan%"', '"1e1%"'])
+def test_config_percentage_that_float_would_take_is_refused(tmp_path, value) -> None:
+    from zoomd.config.load import load_config
+    from zoomd.errors import ConfigError
+
+    path = tmp_path / "z.toml"
+    path.write_text(f"[reclaim]\nmin_anon_efficiency = {value}\n")
+    with pytest.raises(ConfigError, match="min_anon_efficiency"):
+        load_config(str(path), drop_ins=False)
+
+
+def test_config_size_too_large_for_a_float_is_refused(tmp_path) -> None:
+    from zoomd.config.load import load_config
+    from zoomd.errors import ConfigError
+
+    path = tmp_path / "z.toml"
+    path.write_text('[[policy]]\nname = "p"\n[policy.all]\neffective_available_below = "'
+                    + "9" * 400 + 'M"\n')
+    with pytest.raises(ConfigError, match="effective_available_below"):
+        load_config(str(path), drop_ins=False)
+
+
+def test_config_error_about_a_key_with_a_newline_is_one_line(tmp_path) -> None:
+    from zoomd.config.load import load_config
+    from zoomd.errors import ConfigError
+
+    path = tmp_path / "z.toml"
+    path.write_text('[daemon]\n"a\\nb" = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), drop_ins=False)
+    assert "\n" not in str(info.value) and 'daemon."a\\nb": unknown key' in str(info.value)
+
+
+def test_config_path_through_a_file_is_a_config_error(tmp_path) -> None:
+    from zoomd.config.load import load_config
+    from zoomd.errors import ConfigError
+
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ConfigError, match="Not a directory"):
+        load_config(str(tmp_path / "f" / "z.toml"))

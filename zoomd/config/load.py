@@ -7,7 +7,9 @@ are appended, so a host can add or retune one rule without copying the file.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from importlib import resources
 from typing import Any
 
@@ -22,6 +24,7 @@ except ImportError:  # pragma: no cover - Pythons before 3.11
     import tomli as tomllib  # type: ignore[no-redef]
 
 SYSTEM_CONFIG = "/etc/zoomd/zoomd.toml"
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def shipped_config_path() -> str:
@@ -43,10 +46,14 @@ def _read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(path, None, "permission denied") from None
     except IsADirectoryError:
         raise ConfigError(path, None, "is a directory") from None
+    except OSError as exc:  # ENOTDIR, ELOOP, EIO...
+        raise ConfigError(path, None, exc.strerror or str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(path, None, "not valid UTF-8") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays/tables
+        raise ConfigError(path, None, "not valid TOML: nested too deeply") from None
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -70,18 +77,25 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _shown_key(key: object) -> str:
+    """A key as TOML would write it: bare, or quoted (so the error stays one line)."""
+    text = str(key)
+    return text if _BARE_KEY.fullmatch(text) else json.dumps(text)
+
+
 def _key_path(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
     parts: list[str] = []
     node: Any = data
     for item in loc:
         if isinstance(item, int) and isinstance(node, list):
             name = node[item].get("name") if isinstance(node[item], dict) else None
-            parts[-1] = f"{parts[-1]}[{item}]" + (f"({name})" if name else "")
+            shown = f"({_shown_key(name)})" if isinstance(name, str) and name else ""
+            parts[-1] = f"{parts[-1]}[{item}]" + shown
             node = node[item]
             continue
         if item == "for_":
             item = "for"
-        parts.append(str(item))
+        parts.append(_shown_key(item))
         node = node.get(item) if isinstance(node, dict) else None
     return ".".join(parts)
 
@@ -110,8 +124,11 @@ def drop_in_files(config_path: str) -> list[str]:
     directory = config_path + ".d"
     if not os.path.isdir(directory):
         return []
-    return [os.path.join(directory, n) for n in sorted(os.listdir(directory))
-            if n.endswith(".toml")]
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise ConfigError(directory, None, exc.strerror or str(exc)) from None
+    return [os.path.join(directory, n) for n in names if n.endswith(".toml")]
 
 
 def load_config(path: str | None = None, drop_ins: bool = True) -> tuple[Config, list[str]]:

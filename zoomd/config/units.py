@@ -6,6 +6,7 @@ where its unit is unambiguous (seconds, bytes, percent).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,17 +20,39 @@ _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B|%)?\s*$", re.IGNO
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+_PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
+
+
+def _shown(value: Any) -> str:
+    """repr() of a value for a one-line error, cut short (a 400-digit number...)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite(value: float, what: str, given: Any = None) -> float:
+    """float(value), refusing NaN, infinities and numbers too large for a float."""
+    shown = _shown(value if given is None else given)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{what} too large: {shown}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, got {shown}")
+    return number
+
+
 def parse_duration(value: Any) -> float:
     """Seconds from "500ms", "30s", "2min", "1h" or a number of seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as \"500ms\", \"30s\" or \"2min\"")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _finite(value, "a duration")
     elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        seconds = _finite(float(m.group(1)) * _DURATION_UNITS[m.group(2)], "a duration",
+                          value)
     else:
         raise ValueError(f"expected a duration such as \"500ms\", \"30s\" or \"2min\", "
-                         f"got {value!r}")
+                         f"got {_shown(value)}")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -48,19 +71,17 @@ def parse_percent(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a percentage such as \"40%\"")
     if isinstance(value, str):
-        text = value.strip()
-        if not text.endswith("%"):
-            raise ValueError(f"expected a percentage such as \"40%\", got {value!r}")
-        try:
-            number = float(text[:-1])
-        except ValueError:
-            raise ValueError(f"expected a percentage such as \"40%\", got {value!r}") from None
+        # float() would also take "nan", "1e2", "1_0" and non-ASCII digits.
+        m = _PERCENT.match(value)
+        if m is None:
+            raise ValueError(f"expected a percentage such as \"40%\", got {_shown(value)}")
+        number = float(m.group(1))
     elif isinstance(value, int | float):
-        number = float(value)
+        number = _finite(value, "a percentage")
     else:
-        raise ValueError(f"expected a percentage such as \"40%\", got {value!r}")
+        raise ValueError(f"expected a percentage such as \"40%\", got {_shown(value)}")
     if not 0.0 <= number <= 100.0:
-        raise ValueError(f"a percentage must lie between 0 and 100, got {value!r}")
+        raise ValueError(f"a percentage must lie between 0 and 100, got {_shown(value)}")
     return number
 
 
@@ -97,13 +118,14 @@ def parse_size(value: Any) -> Size:
             raise ValueError("a size cannot be negative")
         return Size(bytes=value)
     if isinstance(value, str) and (m := _SIZE.match(value)):
-        number = float(m.group(1))
+        number = _finite(float(m.group(1)), "a size", value)
         unit = (m.group(2) or "").upper()
         if unit == "%":
             return Size(percent=parse_percent(f"{number}%"))
         unit = unit.rstrip("B").rstrip("I") or ""
-        return Size(bytes=int(number * _SIZE_UNITS[unit]))
-    raise ValueError(f"expected a size such as \"512M\", \"2G\" or \"5%\", got {value!r}")
+        return Size(bytes=int(_finite(number * _SIZE_UNITS[unit], "a size", value)))
+    raise ValueError(f"expected a size such as \"512M\", \"2G\" or \"5%\", "
+                     f"got {_shown(value)}")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
