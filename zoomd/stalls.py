@@ -24,7 +24,7 @@ from zoomd.kernel.taskstats import MEMORY_KINDS
 from zoomd.model.stalls import StallFigures
 from zoomd.stallsampler import ProcessStall, StallSample, StallSampler
 
-STATUS_TASK_BUDGET = 2048  # one-shot: ~0.4 s of queries per sample at ~210 us each
+STATUS_TASK_BUDGET = 2048  # one-shot: at most ~0.4-0.9 s of queries per sample
 SHOWN_KINDS = (*MEMORY_KINDS, "cpu", "blkio")
 
 

@@ -1,15 +1,17 @@
 """Who stalls on memory in the groups a policy cares about, within a query budget.
 
 Each call lists the tasks of the given cgroups (CgroupReader.subtree_procs), asks
-taskstats for at most `budget` of them (one netlink round trip each, ~210 us with
-pyroute2 0.9.7 on the development host: the default budget of 128 costs ~27 ms a
-call), and turns each task's delay totals into rates against that task's previous
-sample. When a host has more tasks than the budget, successive calls rotate through
-them (`rotate=True`, the daemon) or keep asking for the same ones (`rotate=False`,
-a one-shot window such as `zoomd status --stalls`); either way every group says how
-many of its tasks were listed, asked for and rated, so a partial figure never
-passes for a whole one. Tasks that exit between two samples take their delays with
-them (the kernel's exit notifications would be needed to keep those).
+taskstats for at most `budget` of them, and turns each task's delay totals into
+rates against that task's previous sample. A query is one netlink round trip:
+210-440 us with pyroute2 0.9.7 on the 2-CPU development host, idle to loaded, so
+the default budget of 128 costs ~25-60 ms a call (benchmarks/results/
+taskstats-rss.md). When a host has more tasks than the budget, successive calls
+rotate through them (`rotate=True`, the daemon) or keep asking for the same ones
+(`rotate=False`, a one-shot window such as `zoomd status --stalls`); either way
+every group says how many of its tasks were listed, asked for and rated, so a
+partial figure never passes for a whole one. Tasks that exit between two samples
+take their delays with them (the kernel's exit notifications would be needed to
+keep those).
 """
 
 from __future__ import annotations
