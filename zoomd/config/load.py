@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zoomd.config.schema import Config
+from zoomd.config.security import check_config_files, must_check
 from zoomd.errors import ConfigError
 
 try:
@@ -30,6 +31,14 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def shipped_config_path() -> str:
     """The default configuration installed with the package."""
     return str(resources.files("zoomd") / "data" / "zoomd.toml")
+
+
+def _is_shipped(path: str) -> bool:
+    """The package's own zoomd.toml: as trusted as the code beside it that reads it."""
+    try:
+        return os.path.samefile(path, shipped_config_path())
+    except OSError:
+        return False
 
 
 def default_config_path() -> str:
@@ -131,12 +140,21 @@ def drop_in_files(config_path: str) -> list[str]:
     return [os.path.join(directory, n) for n in names if n.endswith(".toml")]
 
 
-def load_config(path: str | None = None, drop_ins: bool = True) -> tuple[Config, list[str]]:
-    """Load and validate; returns the config and the files it came from."""
+def load_config(path: str | None = None, drop_ins: bool = True,
+                secure: bool = False) -> tuple[Config, list[str]]:
+    """Load and validate; returns the config and the files it came from.
+
+    With `secure` (the daemon), running as root refuses a file, drop-in directory or
+    drop-in that anyone but root could change (zoomd/config/security.py).
+    """
     main_path = path or default_config_path()
+    files = drop_in_files(main_path) if drop_ins else []
+    if secure and must_check() and not _is_shipped(main_path):
+        directory = main_path + ".d"
+        check_config_files([main_path, *files],
+                           [directory] if drop_ins and os.path.isdir(directory) else [])
     sources = [(main_path, _read_toml(main_path))]
-    if drop_ins:
-        sources.extend((p, _read_toml(p)) for p in drop_in_files(main_path))
+    sources.extend((p, _read_toml(p)) for p in files)
     merged: dict[str, Any] = {}
     for _, data in sources:
         merged = _merge(merged, data)

@@ -51,7 +51,7 @@ class Daemon:
         self.dry_run = dry_run
         self.backend = backend or CgroupfsBackend()
         self.duration = duration
-        self.config, self.config_files = load_config(config_path)
+        self.config, self.config_files = load_config(config_path, secure=True)
         self.logger = logger or Logger(self.config.daemon.log_format,
                                        self.config.daemon.log_level)
         self.host = HostReader(root)
@@ -118,7 +118,7 @@ class Daemon:
     def _reload_config(self) -> None:
         self._reload = False
         try:
-            config, files = load_config(self.config_path)
+            config, files = load_config(self.config_path, secure=True)
             engine = self._make_engine(config)
         except ZoomdError as exc:
             self.logger.error("reload failed, keeping the running configuration",
