@@ -280,3 +280,51 @@ def test_hook_command_must_be_an_argv_list() -> None:
         Config.model_validate({"hook": [{"name": "x", "command": "logger hi"}]})
     with pytest.raises(ValidationError, match="absolute path"):
         Config.model_validate({"hook": [{"name": "x", "command": ["logger", "hi"]}]})
+
+
+class FakeDelays:
+    """A taskstats source: each pid's freepages delay grows at `rates[pid]` s/s."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.rates: dict[int, float] = {}
+
+    def tgid(self, tgid: int):
+        from zoomd.kernel.taskstats import Delay, TaskStats
+
+        total = int(self.rates.get(tgid, 0.0) * self.clock() * 1e9)
+        return TaskStats(16, None, tgid, "", {"freepages": Delay(1, total)})
+
+
+def test_protected_stall_condition_and_stall_ranking(lab) -> None:
+    from zoomd.daemon.stalls import PolicyStalls
+    from zoomd.stallsampler import StallSampler
+
+    cfg = config(protect=["/lab/bystander"], rank=["stalls"],
+                 any={"protected_stall_above": "20%"})
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, cfg, backend)
+    d = Driver(lab, engine)
+    delays = FakeDelays(lambda: d.t)
+    reader = CgroupReader(Root(lab.base))
+    engine.stalls = PolicyStalls(StallSampler(delays, reader, 16, clock=lambda: d.t),
+                                 StallSampler(delays, reader, 16, clock=lambda: d.t), reader)
+    delays.rates = {201: 0.05, 200: 0.9, 202: 0.1}  # bystander barely stalls
+    d.full_pct = 60.0
+    assert d.run(6.0) == []
+    delays.rates[201] = 0.5  # the bystander now loses half its time to memory stalls
+    records = d.run(6.0)
+    assert records, "the protected group's stall should have fired the policy"
+    rec = records[0]
+    assert rec["trigger"]["any"] == {"protected_stall_above": True}
+    assert rec["trigger"]["figures"]["protected_stall_pct"] == pytest.approx(50.0, abs=1.0)
+    assert rec["victim"] == "/lab/workload"  # the candidate stalling most
+    assert rec["stalls"]["/lab/workload"]["kind"] == "freepages"
+
+
+def test_stall_condition_without_taskstats_is_no_evidence(lab) -> None:
+    cfg = config(protect=["/lab/bystander"], any={"protected_stall_above": "1%"})
+    engine, _ = make_engine(lab, cfg, RecordingBackend())
+    d = Driver(lab, engine)
+    d.full_pct = 60.0
+    assert d.run(8.0) == []

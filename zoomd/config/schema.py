@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from zoomd.config.units import Duration, Percent, SizeValue
 
 AnonMode = Literal["kernel", "ram-backed", "efficiency", "compression", "auto"]
-RankKey = Literal["pgscan", "memory", "swap", "pressure", "refaults"]
+RankKey = Literal["pgscan", "memory", "swap", "pressure", "refaults", "stalls"]
 
 
 class Strict(BaseModel):
@@ -68,6 +68,7 @@ class Conditions(Strict):
     refault_rate_above: Percent | None = None
     all_swap_ram_backed: bool | None = None
     reclaim_activity: bool | None = None
+    protected_stall_above: Percent | None = None
 
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
@@ -149,6 +150,14 @@ class SystemdSection(Strict):
     zram: ZramRule = ZramRule()
 
 
+class TaskstatsSection(Strict):
+    """Per-task delay accounting (taskstats over netlink): who stalls, and on what."""
+
+    enabled: bool = False
+    enable_delay_accounting: bool = False
+    task_budget: int = Field(128, ge=1, le=4096)
+
+
 class Hook(Strict):
     """A command run before or after an action (an argv list, never a shell string)."""
 
@@ -181,6 +190,7 @@ class Config(Strict):
     reclaim: ReclaimSection = ReclaimSection()
     metrics: MetricsSection = MetricsSection()
     systemd: SystemdSection = SystemdSection()
+    taskstats: TaskstatsSection = TaskstatsSection()
     policy: tuple[Policy, ...] = ()
     hook: tuple[Hook, ...] = ()
 

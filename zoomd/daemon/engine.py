@@ -7,6 +7,7 @@ clock. Acting goes through an ActionBackend, which dry-run replaces.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from zoomd.daemon.hooks import HookRunner
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
 from zoomd.daemon.sample import History
+from zoomd.daemon.stalls import PolicyStalls, uses_protected_stall
 from zoomd.daemon.triggers import WindowFigures, conditions_hold, window_figures
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.model.reclaim import ReclaimEstimate
@@ -74,6 +76,7 @@ class Engine:
             protect=tuple(config.daemon.protect), vital_groups=vital_groups)
         self.records: list[dict[str, Any]] = []
         self.hooks = HookRunner(tuple(config.hook))
+        self.stalls: PolicyStalls | None = None  # set by the daemon when [taskstats] is on
         self.states: list[PolicyState] = []
         for policy in config.policy:
             self.add_policy(policy, scope=scope)
@@ -123,6 +126,10 @@ class Engine:
                 continue
             fig = window_figures(state.history, state.policy.window, self.page_size,
                                  self.config.reclaim.min_scanned_pages)
+            if fig is not None and self.stalls is not None and \
+                    uses_protected_stall(state.policy):
+                pct, _ = self.stalls.protected_stall_pct(state.policy, state.monitor.path)
+                fig = dataclasses.replace(fig, protected_stall_pct=pct)
             state.last_figures = fig
             holds = False
             results: tuple[dict[str, bool], dict[str, bool]] = ({}, {})
@@ -154,6 +161,8 @@ class Engine:
                                         self.exclusions, host.vmstat.pgscan_total)
         except OSError:
             return {}
+        if self.stalls is not None and "stalls" in state.policy.rank:
+            self.stalls.memory_pct([c.path for c in found])  # first sight: rates later
         return {c.path: c for c in found}
 
     def _backend_for(self, policy: Policy) -> tuple[ActionBackend, bool]:
@@ -172,6 +181,12 @@ class Engine:
             return None
         found = [c for c in found if c.path not in state.frozen]
         cand_mod.apply_deltas(found, state.baseline)
+        stall_figures: dict[str, dict[str, Any]] = {}
+        if self.stalls is not None and "stalls" in policy.rank:
+            stall_figures = self.stalls.memory_pct([c.path for c in found])
+            for cand in found:
+                if cand.path in stall_figures:
+                    cand.deltas["stalls"] = int(stall_figures[cand.path]["memory_pct"] * 1e4)
         ranked = cand_mod.rank(found, policy.rank)
         if not ranked:
             if host.monotonic - state.last_no_victim_log > 30:
@@ -193,6 +208,8 @@ class Engine:
         record = self._record(state, host, estimate, fig, results, ranked, skipped, victim.path,
                               policy.action, dry, outcome)
         record["victim_memory_bytes"] = victim.memory
+        if stall_figures:
+            record["stalls"] = stall_figures
         if self.hooks.hooks:
             hook_runs += self.hooks.after(record)
             record["hooks"] = [run.to_json() for run in hook_runs]

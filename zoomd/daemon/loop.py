@@ -23,6 +23,7 @@ from zoomd.daemon.observers import make_observers
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
+from zoomd.daemon.stalls import open_policy_stalls
 from zoomd.errors import ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
@@ -56,6 +57,9 @@ class Daemon:
                                        self.config.daemon.log_level)
         self.host = HostReader(root)
         self.cgroups = CgroupReader(root)
+        # [taskstats] is read at start only (a reload does not open or close netlink).
+        self.stalls, self._delayacct = open_policy_stalls(self.config, self.cgroups,
+                                                          self.logger, root)
         self.engine = self._make_engine(self.config)
         self.notifier = Notifier()
         self.triggers: list[PsiTrigger] = []
@@ -77,9 +81,11 @@ class Daemon:
         self.observers = make_observers(self, record)  # trace recorder, metrics
 
     def _make_engine(self, config: Config) -> Engine:
-        return Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
-                      dry_run=self.dry_run, vital_groups=vital_groups(self.root),
-                      page_size=self.host.page_size)
+        engine = Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
+                        dry_run=self.dry_run, vital_groups=vital_groups(self.root),
+                        page_size=self.host.page_size)
+        engine.stalls = self.stalls
+        return engine
 
     # -- set-up -------------------------------------------------------------------------
     def _protect_self(self) -> None:
@@ -249,4 +255,9 @@ class Daemon:
             obs.close()
         self.host.close()
         self.notifier.close()
+        if self._delayacct is not None:
+            try:
+                self._delayacct.restore()  # put kernel.task_delayacct back as we found it
+            except ZoomdError as exc:
+                self.logger.warning("cannot restore kernel.task_delayacct", error=str(exc))
         self.logger.info("zoomd stopped")

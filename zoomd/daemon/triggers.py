@@ -27,6 +27,7 @@ class WindowFigures:
     effective_available: int | None
     memory_basis: int | None
     all_swap_ram_backed: bool
+    protected_stall_pct: float | None = None  # from taskstats, when a policy asks for it
 
     def to_json(self) -> dict[str, object]:
         def rnd(v: float | None) -> float | None:
@@ -43,6 +44,7 @@ class WindowFigures:
             "effective_available_bytes": self.effective_available,
             "memory_basis_bytes": self.memory_basis,
             "all_swap_ram_backed": self.all_swap_ram_backed,
+            "protected_stall_pct": rnd(self.protected_stall_pct),
         }
 
 
@@ -126,6 +128,9 @@ def condition_results(cond: Conditions, fig: WindowFigures) -> dict[str, bool]:
         results["refault_rate_above"] = above(fig.refault_rate_pct, cond.refault_rate_above)
     if cond.all_swap_ram_backed is not None:
         results["all_swap_ram_backed"] = fig.all_swap_ram_backed == cond.all_swap_ram_backed
+    if cond.protected_stall_above is not None:
+        results["protected_stall_above"] = above(fig.protected_stall_pct,
+                                                 cond.protected_stall_above)
     if cond.reclaim_activity is not None:
         active = fig.pgscan_delta is not None and fig.pgscan_delta > 0
         results["reclaim_activity"] = active == cond.reclaim_activity
