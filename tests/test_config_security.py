@@ -176,13 +176,16 @@ def test_daemon_refuses_with_one_line_and_exit_2(etc) -> None:
 @needs_root
 def test_reload_of_an_unsafe_configuration_keeps_the_running_one(etc, tree_path) -> None:
     import io
+    import shutil
 
     from zoomd.daemon.log import Logger
     from zoomd.daemon.loop import Daemon
     from zoomd.kernel.root import Root
 
+    tree = etc.parent / "tree"  # a copy: the daemon must not touch the fixture
+    shutil.copytree(tree_path("cgroup2-pure"), tree)
     stream = io.StringIO()
-    daemon = Daemon(str(etc / "zoomd.toml"), root=Root(tree_path("cgroup2-pure")),
+    daemon = Daemon(str(etc / "zoomd.toml"), root=Root(str(tree)),
                     dry_run=True, logger=Logger("json", "debug", stream))
     try:
         (etc / "zoomd.toml").write_text(CONFIG.replace('"p"', '"q"'))

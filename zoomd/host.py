@@ -17,7 +17,7 @@ from zoomd.kernel.meminfo import parse_meminfo
 from zoomd.kernel.mountinfo import Mount, read_mountinfo
 from zoomd.kernel.psi import Psi, parse_psi
 from zoomd.kernel.root import Root
-from zoomd.kernel.swaps import parse_swaps
+from zoomd.kernel.swaps import SwapEntry, parse_swaps
 from zoomd.kernel.vmstat import parse_vmstat
 from zoomd.kernel.zoneinfo import read_min_free_bytes
 from zoomd.kernel.zram import ZramDevice, list_zram, parse_mm_stat, read_zram
@@ -25,6 +25,11 @@ from zoomd.model.snapshot import HostSnapshot, SwapDevice
 
 # (root, swap path, swap type, mounts) -> verdict; replay substitutes recorded verdicts.
 Classifier = Callable[[Root, str, str, "list[Mount] | None"], DeviceKind]
+
+
+def swap_set_key(entries: list[SwapEntry]) -> tuple[tuple[str, str, int, int], ...]:
+    """What identifies the swap set; `Used` changes every tick and is left out."""
+    return tuple((e.path, e.type, e.size_bytes, e.priority) for e in entries)
 
 
 def default_page_size() -> int:
@@ -46,7 +51,7 @@ class HostReader:
         for resource in ("memory", "io", "cpu"):
             path = root.join(f"/proc/pressure/{resource}")
             self._psi[resource] = HotFile(path) if os.path.exists(path) else None
-        self._swaps_text: str | None = None
+        self._swap_set: tuple[tuple[str, str, int, int], ...] | None = None
         self._swap_devices: tuple[SwapDevice, ...] = ()
         self._zram_files: dict[str, HotFile] = {}
         self._zram_static: dict[str, ZramDevice] = {}
@@ -95,14 +100,13 @@ class HostReader:
 
     def invalidate_devices(self) -> None:
         """Forget classification and zram static facts (after a swap/zram change)."""
-        self._swaps_text = None
+        self._swap_set = None
         for hot in self._zram_files.values():
             hot.close()
         self._zram_files.clear()
         self._zram_static.clear()
 
-    def _classify(self, swaps_text: str, zram: tuple[ZramDevice, ...]) -> None:
-        entries = parse_swaps(swaps_text, self._swaps.path)
+    def _classify(self, entries: list[SwapEntry], zram: tuple[ZramDevice, ...]) -> None:
         needs_mounts = self._classify_swap is classify_swap and any(
             e.type == "file" for e in entries)
         mounts = read_mountinfo(self.root) if needs_mounts else None
@@ -113,7 +117,7 @@ class HostReader:
             zdev = by_name.get(kind.block_device or "") if kind.kind.startswith("zram") else None
             devices.append(SwapDevice(entry, kind, zdev))
         self._swap_devices = tuple(devices)
-        self._swaps_text = swaps_text
+        self._swap_set = swap_set_key(entries)
 
     def sample(self, now: float | None = None) -> HostSnapshot:
         """One snapshot stamped `now` (default: the monotonic clock; replay: the trace's)."""
@@ -121,14 +125,13 @@ class HostReader:
         meminfo = parse_meminfo(self._meminfo.read(), self._meminfo.path)
         vmstat = parse_vmstat(self._vmstat.read(), self._vmstat.path)
         zram = self._refresh_zram()
-        swaps_text = self._swaps.read()
-        if swaps_text != self._swaps_text:
+        entries = parse_swaps(self._swaps.read(), self._swaps.path)
+        if swap_set_key(entries) != self._swap_set:
             self.invalidate_devices()
             zram = self._refresh_zram()
-            self._classify(swaps_text, zram)
+            self._classify(entries, zram)
         else:
             # Usage changes every tick; the verdicts do not.
-            entries = parse_swaps(swaps_text, self._swaps.path)
             by_name = {z.name: z for z in zram}
             self._swap_devices = tuple(
                 SwapDevice(e, d.kind, by_name.get(d.zram.name) if d.zram else None)

@@ -10,6 +10,7 @@ import errno
 import os
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel.keyvalue import is_decimal
 
 
 def write_value(path: str, value: str) -> None:
@@ -37,11 +38,10 @@ def read_text(path: str) -> str:
 
 def read_pids(path: str) -> list[int]:
     """One cgroup.procs (or tasks) file as pids."""
-    text = read_text(path)
-    try:
-        return [int(token) for token in text.split()]
-    except ValueError:
-        raise KernelFileError(path, "not a list of pids") from None
+    tokens = read_text(path).split()
+    if not all(is_decimal(token) for token in tokens):  # int() takes "1_0" and "٣"
+        raise KernelFileError(path, "not a list of pids")
+    return [int(token) for token in tokens]
 
 
 def subtree_pids(group_dir: str, *, vanished_ok: bool = False) -> list[int]:
@@ -58,6 +58,10 @@ def subtree_pids(group_dir: str, *, vanished_ok: bool = False) -> list[int]:
         if vanished_ok:
             return []
         raise
+    except OSError as exc:
+        if exc.errno != errno.EOPNOTSUPP:
+            raise
+        pids = threaded_pids(group_dir)  # a threaded group lists threads, not processes
     seen = set(pids)
     stack = [group_dir]
     while stack:
@@ -79,6 +83,30 @@ def subtree_pids(group_dir: str, *, vanished_ok: bool = False) -> list[int]:
                     seen.add(pid)
                     pids.append(pid)
             stack.append(sub)
+    return pids
+
+
+def threaded_pids(group_dir: str, proc: str = "/proc") -> list[int]:
+    """Processes with a thread in a threaded group (whose cgroup.procs is EOPNOTSUPP).
+
+    SIGKILL takes a whole process, so acting on a threaded group acts on every process
+    that has a thread in it, wherever its other threads are.
+    """
+    pids: list[int] = []
+    for tid in read_pids(os.path.join(group_dir, "cgroup.threads")):
+        try:
+            status = read_text(f"{proc}/{tid}/status")
+        except OSError:
+            continue  # that thread has exited
+        for line in status.splitlines():
+            if line.startswith("Tgid:"):
+                fields = line.split()
+                if len(fields) != 2 or not is_decimal(fields[1]):
+                    raise KernelFileError(f"{proc}/{tid}/status", "bad Tgid")
+                tgid = int(fields[1])
+                if tgid not in pids:
+                    pids.append(tgid)
+                break
     return pids
 
 

@@ -49,6 +49,7 @@ class _GroupKill:
         self.signalled: set[int] = set()  # pids whose current pidfd got SIGKILL
         self.pids: list[int] = []  # every process signalled, in order
         self.by_pidfd = 0  # signalled by us rather than by cgroup.kill
+        self.reused = 0  # pids that left the group before their pidfd was opened
         self.live: list[int] = []
 
     def close(self) -> None:
@@ -74,6 +75,7 @@ class _GroupKill:
         if reason:
             raise _Refused(reason)
         released: list[int] = []
+        held: list[int] = []
         for pid in fresh:
             fd = self.fds.pop(pid, None)
             if fd is not None and (pid in self.signalled or has_exited(fd)):
@@ -85,8 +87,19 @@ class _GroupKill:
                 if fd is None:
                     continue
             self.fds[pid] = fd
-            # The pid was read before the pidfd was opened: check the process the pidfd
-            # names, then make sure it is still that process we checked.
+            held.append(pid)
+        # The pids were read before their pidfds were opened: a pid that exited and was
+        # reused in between names a stranger now. Listed again after the pidfd was
+        # opened, a pid still in the group names a member (a live process owns its pid),
+        # or the pidfd's process is dead and signalling it does nothing.
+        members = set(subtree_pids(self.procs_dir, vanished_ok=True)) if held else set()
+        for pid in held:
+            fd = self.fds[pid]
+            if pid not in members:
+                os.close(self.fds.pop(pid))
+                self.reused += 1
+                continue
+            # Check the process the pidfd names, not whoever had the pid before.
             reason = refusal(pid, self.protected)
             if reason:
                 raise _Refused(f"{self.procs_dir}: refusing to act on the group: {reason}")
@@ -160,8 +173,10 @@ def _kill_cgroup(state: _GroupKill, usage_file: str | None, timeout_s: float,
         try:
             write_value(kill_file, "1")
         except OSError as exc:
-            if exc.errno == errno.ENOENT:
+            if exc.errno == errno.ENOENT and not os.path.isdir(procs_dir):
+                # Removed since it was listed: only an empty group can be removed.
                 return failed("kill", procs_dir, state.method, describe(exc, kill_file))
+            # EBUSY, EOPNOTSUPP (threaded groups), ENOENT with the group still there...
             note = f"fell back to pidfd: {describe(exc, kill_file)}"
             state.method = "pidfd"
         else:

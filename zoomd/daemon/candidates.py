@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from zoomd.config.schema import Policy
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
+from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.keyvalue import is_decimal
 
@@ -83,14 +84,32 @@ def descendants(reader: CgroupReader, path: str) -> list[str]:
     return out
 
 
+def _oom_group(reader: CgroupReader, path: str) -> bool:
+    try:
+        return reader.oom_group(path)
+    except ZoomdError:
+        return False  # unreadable: walk on into its children, each judged on its own
+
+
+def _threaded_root(reader: CgroupReader, path: str) -> bool:
+    """A "domain threaded" group holds the processes of its threaded subtree: it is
+    acted on as a whole (its threaded children have threads, not processes)."""
+    try:
+        text = reader.root.read_optional(f"{reader.layout.v2_dir(path)}/cgroup.type")
+    except ZoomdError:
+        return False
+    return text is not None and text.strip() == "domain threaded"
+
+
 def walk_candidates(reader: CgroupReader, monitor: str) -> list[str]:
-    """Descendants of `monitor`, stopping at leaves and memory.oom.group=1 groups."""
+    """Descendants of `monitor`, stopping at leaves, memory.oom.group=1 groups and the
+    roots of threaded subtrees."""
     found: list[str] = []
     stack = list(reversed(reader.children(monitor)))
     while stack:
         path = stack.pop()
         children = reader.children(path)
-        if not children or reader.oom_group(path):
+        if not children or _oom_group(reader, path) or _threaded_root(reader, path):
             found.append(path)
         else:
             stack.extend(reversed(children))
@@ -126,7 +145,12 @@ def has_kernel_thread(reader: CgroupReader, path: str) -> bool:
 
 def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
             host_pgscan: int | None) -> tuple[list[Candidate], dict[str, str]]:
-    """Candidates with their current figures, and the reason each other group was skipped."""
+    """Candidates with their current figures, and the reason each other group was skipped.
+
+    A group that vanishes while it is read (a service stopping) is skipped as
+    "vanished"; one whose files cannot be read or parsed is skipped as "unreadable",
+    with the error: neither stops the others from being ranked.
+    """
     skipped: dict[str, str] = {}
     monitor_owner = reader.owner_uid(monitor)
     out: list[Candidate] = []
@@ -134,44 +158,59 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
         rel = relative_to(path, monitor)
         if not matches(rel, policy.candidates):
             continue
-        inner = descendants(reader, path)  # non-empty only for memory.oom.group groups
-        reason = excluded_reason(path, ex, inner)
-        if reason is None and (matches(path, policy.protect)
-                               or any(matches(p, policy.protect) for p in inner)):
-            reason = "protected by policy"
-        if reason is None and not reader.subtree_procs(path, limit=1):
-            reason = "empty"
-        if reason is None and has_kernel_thread(reader, path):
-            reason = "holds a kernel thread"
-        preference = NORMAL
-        if reason is None:
-            found = xattr_preference(reader, path, monitor_owner)
-            if found is None:
-                reason = "user.oomd_omit"
-            else:
-                preference = found
-        if reason is not None:
-            skipped[path] = reason
-            continue
-        if matches(path, policy.prefer):
-            preference = PREFER
-        elif matches(path, policy.avoid):
-            preference = AVOID
-        cand = Candidate(path=path, preference=preference)
-        memory = reader.memory(path)
-        if memory is not None:
-            cand.memory = memory.current or 0
-            cand.swap = memory.swap or 0
-            ra = memory.get("workingset_refault_anon")
-            rf = memory.get("workingset_refault_file")
-            if ra is not None or rf is not None:
-                cand.refaults = (ra or 0) + (rf or 0)
-            cand.pgscan = memory.get("pgscan")
-        psi = reader.pressure(path)
-        if psi is not None and psi.full is not None:
-            cand.pressure_full_us = psi.full.total_us
-        out.append(cand)
+        try:
+            found = _examine(reader, policy, path, ex, monitor_owner)
+        except ZoomdError as exc:
+            found = f"unreadable: {exc}"
+        if (isinstance(found, Candidate) or found.startswith("unreadable")) \
+                and not reader.exists(path):
+            found = "vanished"  # went away while it was being read
+        if isinstance(found, str):
+            skipped[path] = found
+        else:
+            out.append(found)
     return out, skipped
+
+
+def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
+             monitor_owner: int | None) -> Candidate | str:
+    """One group as a candidate with its figures, or why it is not one."""
+    inner = descendants(reader, path)  # non-empty only for memory.oom.group groups
+    reason = excluded_reason(path, ex, inner)
+    if reason is None and (matches(path, policy.protect)
+                           or any(matches(p, policy.protect) for p in inner)):
+        reason = "protected by policy"
+    if reason is None and not reader.subtree_procs(path, limit=1):
+        reason = "empty"
+    if reason is None and has_kernel_thread(reader, path):
+        reason = "holds a kernel thread"
+    preference = NORMAL
+    if reason is None:
+        found = xattr_preference(reader, path, monitor_owner)
+        if found is None:
+            reason = "user.oomd_omit"
+        else:
+            preference = found
+    if reason is not None:
+        return reason
+    if matches(path, policy.prefer):
+        preference = PREFER
+    elif matches(path, policy.avoid):
+        preference = AVOID
+    cand = Candidate(path=path, preference=preference)
+    memory = reader.memory(path)
+    if memory is not None:
+        cand.memory = memory.current or 0
+        cand.swap = memory.swap or 0
+        ra = memory.get("workingset_refault_anon")
+        rf = memory.get("workingset_refault_file")
+        if ra is not None or rf is not None:
+            cand.refaults = (ra or 0) + (rf or 0)
+        cand.pgscan = memory.get("pgscan")
+    psi = reader.pressure(path)
+    if psi is not None and psi.full is not None:
+        cand.pressure_full_us = psi.full.total_us
+    return cand
 
 
 def apply_deltas(current: list[Candidate], baseline: dict[str, Candidate]) -> None:

@@ -23,6 +23,7 @@ from zoomd.daemon.monitor import GroupMonitor, open_monitor
 from zoomd.daemon.sample import History
 from zoomd.daemon.stalls import PolicyStalls, uses_protected_stall
 from zoomd.daemon.triggers import WindowFigures, conditions_hold, window_figures
+from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -56,6 +57,7 @@ class PolicyState:
     frozen: dict[str, FrozenGroup] = field(default_factory=dict)
     last_figures: WindowFigures | None = None
     last_no_victim_log: float = -1e9
+    last_sample_error_log: float = -1e9
 
 
 class Engine:
@@ -118,11 +120,7 @@ class Engine:
         done: list[dict[str, Any]] = []
         now = host.monotonic
         for state in self.states:
-            try:
-                state.history.add(state.monitor.sample(host, estimate))
-            except OSError as exc:
-                self.logger.warning("cannot sample monitored group", policy=state.policy.name,
-                                    error=str(exc))
+            if not self._sample(state, host, estimate):
                 continue
             fig = window_figures(state.history, state.policy.window, self.page_size,
                                  self.config.reclaim.min_scanned_pages)
@@ -149,17 +147,50 @@ class Engine:
             if now - state.pending_since < state.policy.for_ or now < state.quiet_until:
                 continue
             assert fig is not None
-            record = self._fire(state, host, estimate, fig, results)
+            try:
+                record = self._fire(state, host, estimate, fig, results)
+            except ZoomdError as exc:
+                # Reading the chosen group failed before anything was done to it.
+                self.logger.warning("cannot act", policy=state.policy.name, error=str(exc))
+                continue
             if record is not None:
                 done.append(record)
         return done
+
+    def _sample(self, state: PolicyState, host: HostSnapshot,
+                estimate: ReclaimEstimate) -> bool:
+        """One sample of the watched group; False (logged, at most every 30 s) when it
+        cannot be read, e.g. the group was removed: that policy waits, the others run,
+        and the group's files are opened afresh so a group created again is watched."""
+        try:
+            state.history.add(state.monitor.sample(host, estimate))
+            return True
+        except (OSError, ZoomdError) as first:
+            error = first
+        monitor = None
+        try:
+            monitor = open_monitor(state.monitor.path, self.reader)
+            state.history.add(monitor.sample(host, estimate))
+        except (OSError, ZoomdError) as exc:
+            error = exc
+            if monitor is not None:
+                monitor.close()
+        else:
+            state.monitor.close()
+            state.monitor = monitor
+            return True
+        if host.monotonic - state.last_sample_error_log >= 30:
+            self.logger.warning("cannot sample monitored group", policy=state.policy.name,
+                                error=str(error))
+            state.last_sample_error_log = host.monotonic
+        return False
 
     # ---------------------------------------------------------------------------------
     def _baseline(self, state: PolicyState, host: HostSnapshot) -> dict[str, Any]:
         try:
             found, _ = cand_mod.collect(self.reader, state.policy, state.monitor.path,
                                         self.exclusions, host.vmstat.pgscan_total)
-        except OSError:
+        except (OSError, ZoomdError):
             return {}
         if self.stalls is not None and "stalls" in state.policy.rank:
             self.stalls.memory_pct([c.path for c in found])  # first sight: rates later
@@ -176,7 +207,7 @@ class Engine:
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
                                               self.exclusions, host.vmstat.pgscan_total)
-        except OSError as exc:
+        except (OSError, ZoomdError) as exc:
             self.logger.warning("cannot list candidates", policy=policy.name, error=str(exc))
             return None
         found = [c for c in found if c.path not in state.frozen]

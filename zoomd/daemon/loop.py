@@ -104,8 +104,8 @@ class Daemon:
         for trig in self.triggers:
             trig.close()
         self.triggers = []
-        if not self.config.daemon.psi_triggers:
-            return
+        if not self.config.daemon.psi_triggers or not self.root.is_live:
+            return  # a captured tree's pressure files are plain files: never write them
         for path in sorted(set(self.engine.monitored_pressure_paths())):
             trig, err = open_trigger(path)
             if trig is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from dataclasses import dataclass
@@ -33,27 +34,37 @@ class Root:
 
     def read_text(self, kernel_path: str) -> str:
         """Read a whole kernel file; failures become a KernelFileError naming the file."""
+        text = self._read(kernel_path, absent_ok=False)
+        assert text is not None
+        return text
+
+    def read_optional(self, kernel_path: str) -> str | None:
+        """Read a file that may legitimately be absent (feature not built in, a group or
+        process that went away): None then. One open, no exists() first, so a file that
+        vanishes in between is "absent", not an error."""
+        return self._read(kernel_path, absent_ok=True)
+
+    def _read(self, kernel_path: str, absent_ok: bool) -> str | None:
         full = self.join(kernel_path)
         try:
             with open(full, "rb") as handle:
                 data = handle.read()
         except FileNotFoundError:
+            if absent_ok:
+                return None
             raise KernelFileError(full, "missing") from None
         except PermissionError:
             raise KernelFileError(full, "permission denied") from None
         except OSError as exc:
+            # ENOTDIR: a parent is no directory (absent); ESRCH: /proc/PID of a process
+            # that exited after the open; ENODEV: a cgroup file after its rmdir.
+            if absent_ok and exc.errno in (errno.ENOTDIR, errno.ESRCH, errno.ENODEV):
+                return None
             raise KernelFileError(full, f"unreadable ({exc.strerror or exc})") from None
         try:
             return data.decode("utf-8", errors="strict")
         except UnicodeDecodeError:
             raise KernelFileError(full, "not valid UTF-8 text") from None
-
-    def read_optional(self, kernel_path: str) -> str | None:
-        """Read a file that may legitimately be absent (feature not built in)."""
-        full = self.join(kernel_path)
-        if not os.path.exists(full):
-            return None
-        return self.read_text(kernel_path)
 
     def exists(self, kernel_path: str) -> bool:
         return os.path.exists(self.join(kernel_path))
