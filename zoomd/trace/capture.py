@@ -19,6 +19,7 @@ import json
 import os
 
 from zoomd.errors import ZoomdError
+from zoomd.host import swap_set_key
 from zoomd.kernel.blockdev import classify_swap
 from zoomd.kernel.cgroups import CgroupLayout, CgroupReader, detect_layout
 from zoomd.kernel.psi import parse_psi
@@ -40,7 +41,7 @@ V1_MEMORY_FILES = ("memory.stat", "memory.usage_in_bytes", "memory.limit_in_byte
 STATUS_FIELDS = ("Name:", "Pid:", "VmRSS:", "VmSwap:")
 STAT_FIELDS_KEPT = 9  # pid (comm) state ppid pgrp session tty tpgid flags
 DEFAULT_SUBTREE_EVERY = 5
-DEFAULT_STATIC_EVERY = 60
+DEFAULT_STATIC_EVERY = 300
 DEFAULT_MAX_PIDS = 2048
 
 
@@ -98,7 +99,7 @@ class Capturer:
         except ZoomdError:
             self.layout = None
         self.cgroups = CgroupReader(root, self.layout) if self.layout else None
-        self._swaps_text: str | None = None
+        self._swap_set: object = None
         self._verdicts = "{}"
         self._psi_some: int | None = None
         self._v1_paths: dict[str, str | None] = {}
@@ -123,13 +124,19 @@ class Capturer:
             if text is not None:
                 files[f"/sys/block/{name}/mm_stat"] = text
         swaps = files.get("/proc/swaps")
-        changed = swaps != self._swaps_text
+        key: object = None
+        if swaps is not None:
+            try:
+                key = swap_set_key(parse_swaps(swaps, "/proc/swaps"))
+            except ZoomdError:
+                key = swaps
+        changed = key != self._swap_set  # a device came or went (not just usage)
         if changed and swaps is not None:
             try:
                 self._verdicts = swap_verdicts(self.root, swaps)
             except ZoomdError:
                 self._verdicts = "{}"
-            self._swaps_text = swaps
+        self._swap_set = key
         files[SWAP_KINDS] = self._verdicts
         return files, changed
 

@@ -93,10 +93,11 @@ class ConfigRun:
 
     spec: ConfigSpec
     model: HostModel
-    engine: Engine
+    engine: Engine | None  # None: could not run on this trace (see error)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     tracks: dict[str, PolicyTrack] = field(default_factory=dict)
     skipped_ticks: int = 0
+    error: str | None = None  # why this configuration could not run on this trace
 
 
 @dataclass
@@ -161,8 +162,12 @@ class Replayer:
                                 scope=str(header["scope"]), dry_run=True, vital_groups=vital,
                                 page_size=int(header["page_size"]))
             except KernelFileError as exc:
-                raise TraceError(f"{self.path}: config {spec.name}: {tree.strip(exc.path)}: "
-                                 "this trace did not record that group") from None
+                error = f"{tree.strip(exc.path)}: not in this trace (a monitored group)"
+                runs.append(ConfigRun(spec, HostModel(model_params(spec.config)), None,
+                                      error=error))
+                if self.warn is not None:
+                    self.warn(f"{self.path}: config {spec.name} not replayed: {error}")
+                continue
             engine.dry_backend = backend  # dry-run must not look at this host either
             run = ConfigRun(spec, HostModel(model_params(spec.config)), engine)
             for state in engine.states:
@@ -203,7 +208,8 @@ class Replayer:
             if host is not None:
                 host.close()
             for run in result.runs:
-                run.engine.close()
+                if run.engine is not None:
+                    run.engine.close()
         if result.samples == 0:
             self._warn_once(result, f"{self.path}: no samples")
         for item in result.live:
@@ -220,6 +226,8 @@ class Replayer:
     def _tick(self, run: ConfigRun, snap: HostSnapshot, sample: Sample,
               tree: MaterialisedTree, result: TraceResult) -> ReclaimEstimate:
         est = run.model.update(snap)
+        if run.engine is None:
+            return est
         try:
             records = run.engine.tick(snap, est)
         except ZoomdError as exc:

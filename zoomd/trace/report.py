@@ -186,6 +186,9 @@ def _trace_text(tr: dict[str, Any], names: list[str]) -> list[str]:
                "stall-avoided(s)  stalled(s)  kernel-retry-while-stuck(s)")
     for name in names:
         s = tr["summary"][name]
+        if s["error"]:
+            out.append(f"            {name:<{width}}  not replayed: {s['error']}")
+            continue
         out.append(f"            {name:<{width}}  {s['actions']:>7}  {s['repeats']:>7}  "
                    f"{_num(s['first_action_t']):>8}  "
                    f"{_num(s['stall_before_first_action_s']):>15}  "

@@ -127,6 +127,7 @@ def config_summary(run: ConfigRun, result: TraceResult) -> dict[str, Any]:
             r3(max((p["kernel_retry_while_stuck_s"] or 0 for p in policies.values()),
                    default=0.0)),
         "skipped_ticks": run.skipped_ticks,
+        "error": run.error,
         "policies": policies,
     }
 
@@ -150,8 +151,19 @@ def kernel_view(result: TraceResult) -> dict[str, Any]:
     }
 
 
+def actions_of(run: ConfigRun) -> list[dict[str, Any]]:
+    """A run's decisions without the repeats on an already acted-on stall."""
+    flags: dict[int, bool] = {}
+    for name, track in run.tracks.items():
+        mine = [d for d in run.decisions if d["policy"] == name]
+        flags.update((id(d), r) for d, r in zip(mine, repeats(track, mine), strict=True))
+    return [d for d in run.decisions if not flags.get(id(d), False)]
+
+
 def verdict(run_summary: dict[str, Any], decisions: list[dict[str, Any]]) -> str:
-    """One line per configuration for the disagreement table."""
+    """One line per configuration for the disagreement table (`decisions`: no repeats)."""
+    if run_summary.get("error"):
+        return "not replayed"
     if not decisions:
         return "no action"
     first = decisions[0]
@@ -192,8 +204,11 @@ def fleet_summary(results: list[TraceResult], names: list[str]) -> dict[str, Any
         signatures = {}
         verdicts = {}
         for run in result.runs:
-            signatures[run.spec.name] = tuple((d["action"], d["victim"]) for d in run.decisions)
-            verdicts[run.spec.name] = verdict(config_summary(run, result), run.decisions)
+            if run.error:
+                continue
+            acts = actions_of(run)
+            signatures[run.spec.name] = tuple(sorted((d["action"], d["victim"]) for d in acts))
+            verdicts[run.spec.name] = verdict(config_summary(run, result), acts)
         if len(set(signatures.values())) > 1:
             disagreements.append({"trace": result.name,
                                   "hostname": result.header.get("hostname"),
