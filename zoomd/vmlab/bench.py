@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -126,11 +127,22 @@ def table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(out: str, command: str | None = None) -> dict[str, Any]:
-    """results.json, README.md and PNGs from the runs in OUT."""
+def report(out: str, command: str | None = None, publish: str | None = None
+           ) -> dict[str, Any]:
+    """results.json, table.md and PNGs from the runs in OUT, written to PUBLISH (or OUT)
+    with each run's summary.json (the timelines stay in OUT)."""
     from zoomd.vmlab import plot
 
     found = _runs(out)
+    dest = publish or out
+    os.makedirs(dest, exist_ok=True)
+    if publish:
+        for by in found.values():
+            for runs in by.values():
+                for run_dir, _ in runs:
+                    target = os.path.join(dest, os.path.relpath(run_dir, out))
+                    os.makedirs(target, exist_ok=True)
+                    shutil.copy(os.path.join(run_dir, "summary.json"), target)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     order = list(DAEMONS)
     for scenario in [s for s in SCENARIOS if s in found]:
@@ -139,12 +151,12 @@ def report(out: str, command: str | None = None) -> dict[str, Any]:
                              for d in order if d in by_daemon}
         first = {d: by_daemon[d][0][0] for d in order if d in by_daemon}
         plot.scenario_figure(scenario, first, {d: by_daemon[d][0][1] for d in first},
-                             os.path.join(out, f"{scenario}.png"))
+                             os.path.join(dest, f"{scenario}.png"))
         if "kernel" in by_daemon:
             plot.kernel_view_figure(
                 by_daemon["kernel"][0][0],
                 f"{scenario}, kernel alone: the kernel's retry arithmetic and zoomd's model",
-                os.path.join(out, f"{scenario}-kernel-view.png"))
+                os.path.join(dest, f"{scenario}-kernel-view.png"))
     any_summary = next((s for d in found.values() for r in d.values() for _, s in r), {})
     meta = {
         "kernel_package": any_summary.get("kernel_package"),
@@ -159,10 +171,10 @@ def report(out: str, command: str | None = None) -> dict[str, Any]:
         "action_to_memory_returned_s", "false_actions", "workload_killed", "oom_kill_delta",
         "daemon_resources", "kernel_view", "zoomd_model_first_stuck_s", "actions")}}
         for p, s in runs] for d, runs in by.items()} for sc, by in found.items()}
-    with open(os.path.join(out, "results.json"), "w") as f:
+    with open(os.path.join(dest, "results.json"), "w") as f:
         json.dump({"meta": meta, "medians": results, "runs": per_run}, f, indent=1)
         f.write("\n")
-    with open(os.path.join(out, "table.md"), "w") as f:
+    with open(os.path.join(dest, "table.md"), "w") as f:
         f.write(table(results))
     return results
 
@@ -186,7 +198,7 @@ def bench(args: argparse.Namespace) -> int:
                           f"actions {len(s.get('actions', []))}, false "
                           f"{s.get('false_actions')}, {time.monotonic() - t:.0f} s wall",
                           flush=True)
-    report(args.out, command)
-    with open(os.path.join(args.out, "table.md")) as f:
+    report(args.out, command, args.publish)
+    with open(os.path.join(args.publish or args.out, "table.md")) as f:
         print(f.read())
     return 0

@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     summ = sub.add_parser("summarize", help="recompute OUT/summary.json from its timeline")
     summ.add_argument("out")
     bench = sub.add_parser("bench", help="every scenario x daemon, N runs; table and plots")
-    bench.add_argument("--out", required=True)
+    bench.add_argument("--out", required=True, help="runs (timelines, logs) go here")
+    bench.add_argument("--publish", default=None,
+                       help="write results.json, table.md, PNGs and per-run summaries here")
     bench.add_argument("--runs", type=int, default=1)
     bench.add_argument("--duration", type=float, default=60.0)
     bench.add_argument("--scenarios", default=",".join(SCENARIOS))
