@@ -67,6 +67,8 @@ class Daemon:
         self._reload = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._prev = None
+        self._swap_set: tuple[tuple[str, str, bool], ...] | None = None
+        self._watching = ""
         self.model = HostModel(model_params(self.config))
         self.extensions: list = []
         wants_systemd = self.config.systemd.managed_oom or self.config.systemd.dbus
@@ -147,6 +149,7 @@ class Daemon:
         for ext in self.extensions:
             ext.before_tick()
         snap = self.host.sample()
+        self._report_swap_set(snap)
         for obs in self.observers:
             obs.sampled(self, snap)  # the trace reads its files at the snapshot's moment
         self.model.params = model_params(self.config)
@@ -158,6 +161,20 @@ class Daemon:
             obs.observe(self, snap, estimate, records, time.monotonic() - started)
         return records
 
+    def _report_swap_set(self, snap) -> None:
+        """Log the swap devices and what backs them whenever the set changes (swapon,
+        swapoff, a zram device reset and set up again), and tell systemd (STATUS=)."""
+        swaps = tuple((s.entry.path, s.kind.kind, s.kind.ram_backed) for s in snap.swaps)
+        if swaps == self._swap_set:
+            return
+        first = self._swap_set is None
+        self._swap_set = swaps
+        text = ", ".join(f"{path} ({kind}, {'RAM' if ram else 'disk'})"
+                         for path, kind, ram in swaps) or "none"
+        self.logger.info("swap devices", devices=text, all_ram_backed=snap.all_ram_backed)
+        if not first and self._watching:
+            self.notifier.status(f"{self._watching}; swap: {text}")
+
     def run(self) -> int:
         self._protect_self()
         self._arm_triggers()
@@ -168,7 +185,8 @@ class Daemon:
         self.logger.info(f"zoomd started ({mode})", policies=names,
                          config=",".join(self.config_files), scope=self.scope,
                          triggers=len(self.triggers))
-        self.notifier.ready(f"watching: {names} ({mode})")
+        self._watching = f"watching: {names} ({mode})"
+        self.notifier.ready(self._watching)
         started = time.monotonic()
         last_watchdog = 0.0
         poller = select.poll()
