@@ -198,3 +198,9 @@ def test_reload_of_an_unsafe_configuration_keeps_the_running_one(etc, tree_path)
         assert [s.policy.name for s in daemon.engine.states] == ["q"]
     finally:
         daemon.shutdown()
+
+
+@needs_root
+def test_a_missing_file_is_reported_as_missing(etc) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(str(etc / "nothing.toml"), secure=True)

@@ -412,3 +412,100 @@ def test_daemon_on_a_captured_tree_writes_nothing_into_it(tree_path, tmp_path) -
     after = {p: p.read_bytes() for p in before}
     assert after == before
     assert not any(x.get("level") == "error" for x in logged(stream))
+
+
+# -- SIGHUP with a broken configuration ------------------------------------------------------
+def test_sighup_with_broken_configurations_keeps_the_running_one(tmp_path) -> None:
+    """One daemon, reloaded with each broken configuration in turn: every reload fails
+    with one line naming the file, the daemon keeps its policies and its watchdog, and a
+    good configuration is then taken."""
+    import socket
+    import sys
+    import time
+
+    good = ('[daemon]\ninterval = "100ms"\nlog_format = "json"\nmlock = false\n'
+            '[systemd]\nmanaged_oom = false\ndbus = false\n'
+            '[[policy]]\nname = "{name}"\n[policy.all]\nmemory_pressure_full_above = "100%"\n')
+    config = tmp_path / "zoomd.toml"
+    dropins = tmp_path / "zoomd.toml.d"
+    config.write_text(good.format(name="first"))
+
+    def unknown_key():
+        config.write_text(good.format(name="x").replace("mlock", "mlokc"))
+
+    def no_condition():
+        config.write_text(good.format(name="x").split("[policy.all]")[0])
+
+    def nan_interval():
+        config.write_text(good.format(name="x").replace('"100ms"', "nan"))
+
+    def removed():
+        config.unlink()
+
+    def directory():
+        config.mkdir()
+
+    def broken_drop_in():
+        config.rmdir()
+        config.write_text(good.format(name="x"))
+        dropins.mkdir()
+        (dropins / "10-bad.toml").write_text("[[policy]]\nname = 5\n")
+
+    def unsafe():
+        (dropins / "10-bad.toml").unlink()
+        os.chmod(config, 0o666)
+
+    breakers = [unknown_key, no_condition, nan_interval, removed, directory, broken_drop_in]
+    if os.geteuid() == 0:
+        breakers.append(unsafe)
+    sock_path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(sock_path)
+    sock.settimeout(10)
+    log_path = tmp_path / "log"
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="200000")
+
+    def failures() -> list[dict]:
+        return [x for x in logged(io.StringIO(log_path.read_text()))
+                if x.get("message") == "reload failed, keeping the running configuration"]
+
+    def wait(predicate) -> None:
+        deadline = time.monotonic() + 10
+        while not predicate():
+            assert time.monotonic() < deadline and proc.poll() is None, log_path.read_text()
+            time.sleep(0.02)
+
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "zoomd", "run", "--dry-run",
+                                 "--config", str(config)], stderr=log,
+                                stdout=subprocess.DEVNULL, env=env)
+        try:
+            assert sock.recv(4096).decode().startswith("READY=1")
+            for n, breaker in enumerate(breakers, 1):
+                breaker()
+                proc.send_signal(signal.SIGHUP)
+                wait(lambda n=n: len(failures()) == n)
+                error = failures()[-1]["error"]
+                assert "\n" not in error and str(tmp_path) in error, error
+                # still alive and still telling systemd so
+                assert b"WATCHDOG=1" in {sock.recv(4096) for _ in range(3)}
+            os.chmod(config, 0o644)
+            config.write_text(good.format(name="second"))
+            proc.send_signal(signal.SIGHUP)
+            wait(lambda: "configuration reloaded" in log_path.read_text())
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            sock.close()
+    text = log_path.read_text()
+    assert "Traceback" not in text and '"zoomd stopped"' in text
+    messages = [failure["error"] for failure in failures()]
+    assert "mlokc: unknown key" in messages[0]
+    assert "at least one condition" in messages[1]
+    assert "finite" in messages[2]
+    assert "no such file" in messages[3] and "is a directory" in messages[4]
+    assert "10-bad.toml" in messages[5]
+    if os.geteuid() == 0:
+        assert "refusing an unsafe configuration" in messages[6]

@@ -46,6 +46,8 @@ def _insecure(path: str) -> str | None:
     while True:
         try:
             dir_st = os.stat(current)
+        except FileNotFoundError:
+            return None  # nothing there to refuse: reading it says "no such file"
         except OSError as exc:
             return f"{current}: {exc.strerror or exc}"
         if not pending:
@@ -63,6 +65,8 @@ def _insecure(path: str) -> str | None:
         entry = os.path.join(current, name)
         try:
             entry_st = os.lstat(entry)
+        except (FileNotFoundError, NotADirectoryError):
+            return None  # as above
         except OSError as exc:
             return f"{entry}: {exc.strerror or exc}"
         who = _who_may_write(dir_st)
