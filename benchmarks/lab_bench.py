@@ -230,6 +230,9 @@ def one(argv: list[str]) -> int:
         return [argv[0], "-c", NAMER, comm, *argv[3:]]
 
     scenario._workload_argv = named
+    # nohang logs with print(): block-buffered into the lab's pipe, its lines (and so the
+    # times the lab stamps on them) would arrive late.
+    os.environ["PYTHONUNBUFFERED"] = "1"
     terminate_as_interrupt()
     cfg = scenario.ScenarioConfig(
         scenario=a.scenario, duration=a.duration, out=a.out, daemon=a.daemon
@@ -238,6 +241,9 @@ def one(argv: list[str]) -> int:
         scenario.run_scenario(cfg)
     except KeyboardInterrupt:
         return 130
+    finally:  # the host is shared: how busy it was while this run held the lab
+        with open("/proc/loadavg") as f, open(os.path.join(a.out, "host.json"), "w") as g:
+            json.dump({"loadavg_at_end": f.read().split()[:3]}, g)
     return 0
 
 
@@ -285,6 +291,8 @@ def daemon_actions(records: list[dict[str, Any]], t0: float, workload: str) -> l
         line, t = rec.get("line", ""), rec["t"] - t0
         if line.startswith("<6>record "):
             r = json.loads(line[len("<6>record "):])
+            if isinstance(r.get("monotonic"), int | float):
+                t = r["monotonic"] - t0  # when zoomd decided (the line comes after the act)
             out.append({"t": round(t, 2), "target": _target(r["victim"], workload),
                         "what": r["action"], "dry": bool(r.get("dry_run")),
                         "effective_available_bytes":
@@ -325,6 +333,35 @@ def parse_time_v(path: str) -> dict[str, float] | None:
         return None
     return {"cpu_s": round(fields["user_s"] + fields.get("sys_s", 0.0), 2),
             "max_rss_mib": round(fields.get("max_rss_kib", 0) / 1024, 1)}
+
+
+def sdoomd_estimate(samples: list[dict[str, Any]], t0: float, group: str,
+                   limit: float = 60.0, duration: float = 30.0) -> float | None:
+    """When real systemd-oomd would first kill: the kernel's full avg10 (recomputed from
+    `total` every 2 s, as the kernel does) above `limit` for `duration` seconds."""
+    import math
+
+    decay = math.exp(-2.0 / 10.0)
+    avg, last, above_since = 0.0, None, None
+    for s in samples:
+        p = s.get("psi", {}).get(group)
+        if p is None:
+            continue
+        if last is None:
+            last = (s["t"], p["full_total"])
+            continue
+        if s["t"] - last[0] < 2.0:
+            continue
+        pct = 100.0 * (p["full_total"] - last[1]) / ((s["t"] - last[0]) * 1e6)
+        last = (s["t"], p["full_total"])
+        avg = avg * decay + pct * (1 - decay)
+        if avg > limit:
+            above_since = s["t"] if above_since is None else above_since
+            if s["t"] - above_since >= duration:
+                return round(s["t"] - t0, 1)
+        else:
+            above_since = None
+    return None
 
 
 def analyze(run_dir: str, cfg: Config) -> dict[str, Any]:
@@ -380,6 +417,13 @@ def analyze(run_dir: str, cfg: Config) -> dict[str, Any]:
     m["false_action_details"] = false
     m["daemon_resources"] = parse_time_v(os.path.join(run_dir, "daemon.time"))
     m["workload_killed_by"] = summary.get("workload_killed_by")
+    m["real_sdoomd_would_kill_at_s"] = sdoomd_estimate(
+        samples, t0, start.get("workload_group", "workload"))
+    try:
+        with open(os.path.join(run_dir, "host.json")) as f:
+            m["loadavg_1m_at_end"] = float(json.load(f)["loadavg_at_end"][0])
+    except (OSError, ValueError, KeyError):
+        m["loadavg_1m_at_end"] = None
     with open(os.path.join(run_dir, "metrics.json"), "w") as f:
         json.dump(m, f, indent=2)
         f.write("\n")
@@ -512,6 +556,27 @@ def goal_statement(found: dict[str, dict[str, list[dict]]]) -> list[str]:
                     f"{'**holds**' if ratio >= 3 else '**does not hold**'} "
                     f"(median {sb:.1f} s vs {zb:.1f} s: {ratio:.1f}x)."
                 )
+        est = [(m["brownout_onset_s"], m.get("real_sdoomd_would_kill_at_s"))
+               for k in ("kernel", "sd-oomd") for m in found.get("thrash", {}).get(k, [])]
+        if est:
+            hits = [f"{w - o:.0f} s" for o, w in est if w is not None and o is not None]
+            out.append(
+                "- Caveat on systemd-oomd's algorithm as modelled: its figures need a full "
+                "30 s `window` of zoomd's own history before the 30 s `for` can start, so it "
+                "cannot act before about 61 s after zoomd starts; real systemd-oomd counts "
+                "its 30 s from when full avg10 first exceeds 60%. Recomputing the kernel's "
+                "avg10 from the same `thrash` timelines (kernel alone and systemd-oomd runs, "
+                f"{len(est)} in all), real systemd-oomd would have killed "
+                + (f"in {len(hits)} of them, {', '.join(hits)} after the onset"
+                   if hits else "in none of them")
+                + (f", and not within the run in the other {len(est) - len(hits)}"
+                   if hits and len(hits) < len(est) else "")
+                + "."
+            )
+            gaps = [w - o for o, w in est if w is not None and o is not None]
+            if gaps and zb:
+                out[-1] += (f" Against the earliest of those estimates zoomd's median "
+                            f"brownout is {min(gaps) / zb:.1f}x shorter.")
     zc = found.get("compressible", {}).get("zoomd", [])
     if zc:
         falses = sum(m["false_actions"] for m in zc)
@@ -578,7 +643,7 @@ def plot(scen: str, by_cfg: dict[str, list[dict]], out: str) -> str | None:
             text = f"{a['what']} {a['target']}"
             eff = a.get("effective_available_bytes")
             if eff is not None:
-                text += f"\neff. avail {eff / 2**20:.0f} MiB"
+                text += f"\nhost eff. avail {eff / 2**20:.0f} MiB"
             ax.text(a["t"], 95, text, fontsize=7, va="top", ha="left", color=color)
         for name, e in m["exits"].items():
             if e.get("by") != "exited (duration reached)":
@@ -652,7 +717,12 @@ PEER_NOTES = f"""## How the peers were run, and what they cannot do here
   above 90 for `psi_excess_duration` = 30 s) and `zram_checking_enabled` with
   `soft/hard_threshold_max_zram` at the lowest value nohang accepts, 10 % of
   MemTotal (2.4 GiB): zram's memory here never gets near that (its device is 2 GiB
-  before compression), so the zram rule cannot fire in this lab. Both configs add
+  before compression), so the zram rule cannot fire in this lab. Nor can the PSI
+  rule: nohang 0.2.0 reads PSI only once host-wide MemAvailable is under one of its
+  `*_threshold_min_mem` values, and acts on it only under the soft/hard ones
+  (`check_psi_ex()` in /usr/sbin/nohang; those thresholds accept at most 50 % of
+  MemTotal), while a stall confined to a 512 MiB cgroup leaves over 90 % of this
+  host's memory available. Both configs add
   `@BADNESS_ADJ_RE_NAME -5000 /// ^(?!{WORKLOAD_COMM}$)` and `+300` for the workload,
   so with `min_badness = 1` nothing else is ever eligible. nohang also reads only
   `/sys/block/zram0` (the lab's device is zram0 when it is free).
@@ -687,12 +757,15 @@ def dry_run_notes(out: str) -> list[str]:
                 f"would have sent {', '.join(seen)} ({len(picks)} times)" if seen
                 else "never reached its thresholds (would have done nothing)"))
         else:
-            rows = re.findall(r"^\s*(\d+)\s+(\d+)\s+(-?\d+)\s+(\d+)\s+(-?\d+)\s+"
-                              r"(\S+)\s+(\S+)", text, re.M)
-            ranked = sorted(rows, key=lambda r: -int(r[2]))
-            top = ", ".join(f"{r[-1]} (badness {r[2]})" for r in ranked[:3])
-            lines.append(f"- {cfg.label}: no dry-run mode; `nohang --tasks` mid-run ranks "
-                         f"{top or '(no table)'}; only badness >= 1 is eligible.")
+            seen = sorted({line.split()[-1] for line in text.splitlines()
+                           if re.match(r"#\s*\d+\s+\d+\s+-?\d+\s", line)})
+            picks = sorted(set(re.findall(r"PID: \d+, Name: (\S+), badness: (-?\d+)", text)))
+            lines.append(
+                f"- {cfg.label}: no dry-run mode, so `nohang --tasks` ran twice mid-run with "
+                f"the same config: besides the lab harness (init) and itself it saw only "
+                f"{', '.join(seen) or '?'}, and ranked first "
+                + (", ".join(f"{n} (badness {b})" for n, b in picks) or "nothing")
+                + "; everything else had badness 0, under min_badness.")
     return [*lines, ""]
 
 
