@@ -25,7 +25,8 @@ def parse_listen(text: str) -> tuple[str, int]:
         host, _, port = text[1:].partition("]:")
     elif ":" in text:
         host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (tests)
+    bad_port = not port.isdigit() or not 0 <= int(port) < 65536  # 0: any free port (tests)
+    if bad_port or any(c.isspace() for c in host):
         raise ZoomdError(f"metrics listen address {text!r}: expected PORT or HOST:PORT")
     return host or "127.0.0.1", int(port)
 

@@ -81,7 +81,7 @@ class Histogram:
 
     def export(self, fam: Family, **labels: str) -> None:
         for bound, count in zip(self.buckets, self.counts, strict=True):
-            fam.add(count, "_bucket", **labels, le=format_value(float(bound)))
+            fam.add(count, "_bucket", **labels, le=repr(float(bound)))  # "1.0" as clients do
         fam.add(self.count, "_bucket", **labels, le="+Inf")
         fam.add(self.sum, "_sum", **labels)
         fam.add(self.count, "_count", **labels)
