@@ -68,10 +68,19 @@ def excluded_reason(path: str, ex: Exclusions,
             return f"contains {vital} (PID 1 or zoomd)"
     if matches(path, ex.protect):
         return "protected"
+    for above in ancestors(path):
+        if matches(above, ex.protect):
+            return f"inside protected {above}"
     for sub in inner:
         if matches(sub, ex.protect):
             return f"contains protected {sub}"
     return None
+
+
+def ancestors(path: str) -> list[str]:
+    """The groups above `path`, root excluded: "/a/b/c" -> ["/a", "/a/b"]."""
+    parts = path.strip("/").split("/")
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def descendants(reader: CgroupReader, path: str) -> list[str]:
@@ -116,6 +125,18 @@ def walk_candidates(reader: CgroupReader, monitor: str) -> list[str]:
     return found
 
 
+def omitted(reader: CgroupReader, path: str, monitor_owner: int | None,
+            cache: dict[str, bool]) -> bool:
+    """user.oomd_omit set on `path` by a trusted owner (memoised for one collection)."""
+    found = cache.get(path)
+    if found is None:
+        owner = reader.owner_uid(path)
+        trusted_owner = owner is not None and (owner == 0 or owner == monitor_owner)
+        found = trusted_owner and reader.xattr(path, "user.oomd_omit") is not None
+        cache[path] = found
+    return found
+
+
 def xattr_preference(reader: CgroupReader, path: str, monitor_owner: int | None) -> int | None:
     """systemd-oomd/oomd xattrs: None means omit; otherwise a preference class."""
     owner = reader.owner_uid(path)
@@ -153,13 +174,14 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
     """
     skipped: dict[str, str] = {}
     monitor_owner = reader.owner_uid(monitor)
+    omit_cache: dict[str, bool] = {}
     out: list[Candidate] = []
     for path in walk_candidates(reader, monitor):
         rel = relative_to(path, monitor)
         if not matches(rel, policy.candidates):
             continue
         try:
-            found = _examine(reader, policy, path, ex, monitor_owner)
+            found = _examine(reader, policy, path, ex, monitor_owner, omit_cache)
         except ZoomdError as exc:
             found = f"unreadable: {exc}"
         if (isinstance(found, Candidate) or found.startswith("unreadable")) \
@@ -173,13 +195,23 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
 
 
 def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
-             monitor_owner: int | None) -> Candidate | str:
-    """One group as a candidate with its figures, or why it is not one."""
+             monitor_owner: int | None, omit_cache: dict[str, bool]) -> Candidate | str:
+    """One group as a candidate with its figures, or why it is not one.
+
+    Protection (a glob, or user.oomd_omit) covers a group's whole subtree: a group
+    inside a protected one, or containing one, is never acted on either.
+    """
     inner = descendants(reader, path)  # non-empty only for memory.oom.group groups
     reason = excluded_reason(path, ex, inner)
-    if reason is None and (matches(path, policy.protect)
-                           or any(matches(p, policy.protect) for p in inner)):
+    if reason is None and any(matches(p, policy.protect)
+                              for p in (path, *ancestors(path), *inner)):
         reason = "protected by policy"
+    if reason is None:
+        for other in (*ancestors(path), *inner):
+            if omitted(reader, other, monitor_owner, omit_cache):
+                where = "inside" if is_ancestor_or_self(other, path) else "contains"
+                reason = f"{where} {other} (user.oomd_omit)"
+                break
     if reason is None and not reader.subtree_procs(path, limit=1):
         reason = "empty"
     if reason is None and has_kernel_thread(reader, path):
