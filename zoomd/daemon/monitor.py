@@ -7,8 +7,6 @@ on hybrid hosts, from the v1 memory cgroup its processes share.
 
 from __future__ import annotations
 
-import time
-
 from zoomd.daemon.sample import GroupSample
 from zoomd.errors import KernelFileError
 from zoomd.kernel.cgroups import CgroupMemory, CgroupReader
@@ -64,11 +62,11 @@ class GroupMonitor:
     def _text_of(self, kernel_path: str) -> str | None:
         return self._files.text(self.reader.root.join(kernel_path))
 
-    def _memory(self) -> CgroupMemory | None:
+    def _memory(self, now: float) -> CgroupMemory | None:
+        """`now`: the snapshot's clock, so a replay refreshes exactly when the daemon did."""
         reader = self.reader
         if reader.layout.memory_on_v2:
             return reader.memory_v2(self.path, self._text_of)
-        now = time.monotonic()
         if now - self._v1_checked > V1_PATH_REFRESH_S:
             v1_path = reader.v1_memory_path(self.path)
             if v1_path != self._v1_path:
@@ -105,7 +103,7 @@ class GroupMonitor:
             )
         assert self._pressure is not None
         psi = parse_psi(self._pressure.read(), self._pressure.path)
-        mem = self._memory()
+        mem = self._memory(host.monotonic)
         refaults = pgscan = None
         effective: int | None = estimate.effective_available
         basis: int | None = host.meminfo.total
