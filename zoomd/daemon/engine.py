@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,8 @@ from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
+
+RECORDS_KEPT = 256
 
 
 def scoped(path: str, scope: str) -> str:
@@ -76,7 +79,9 @@ class Engine:
         self.page_size = page_size
         self.exclusions = cand_mod.Exclusions(
             protect=tuple(config.daemon.protect), vital_groups=vital_groups)
-        self.records: list[dict[str, Any]] = []
+        # The latest decision records (they are logged as they are made): bounded, so a
+        # daemon that acts for months does not keep every record it ever made.
+        self.records: deque[dict[str, Any]] = deque(maxlen=RECORDS_KEPT)
         self.hooks = HookRunner(tuple(config.hook))
         self.stalls: PolicyStalls | None = None  # set by the daemon when [taskstats] is on
         self.states: list[PolicyState] = []
