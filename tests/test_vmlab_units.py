@@ -158,3 +158,21 @@ def test_virtme_argv_follows_the_recipe_and_passes_hidden_caches(tmp_path) -> No
                        "/var/tmp/s/swap.img")
     assert argv[argv.index("--rodir") + 1] == "/var/tmp/c=/var/tmp/c"
     assert argv[argv.index("--blk-disk") + 1] == "swap=/var/tmp/s/swap.img"
+
+
+def test_vm_lock_waits_for_the_holder_and_times_out(tmp_path) -> None:
+    import fcntl
+    import os
+
+    import pytest
+
+    from zoomd.vmlab.runner import vm_lock
+
+    path = str(tmp_path / "lab.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    with pytest.raises(TimeoutError), vm_lock(path, timeout=0.3):
+        pass
+    os.close(fd)
+    with vm_lock(path, timeout=1.0):
+        pass
