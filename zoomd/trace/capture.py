@@ -21,7 +21,8 @@ import os
 from zoomd.errors import ZoomdError
 from zoomd.host import swap_set_key
 from zoomd.kernel.blockdev import classify_swap
-from zoomd.kernel.cgroups import CgroupLayout, CgroupReader, detect_layout
+from zoomd.kernel.cgroups import MAX_PIDS_SAMPLED, CgroupLayout, CgroupReader, detect_layout
+from zoomd.kernel.proc_cgroup import parse_proc_cgroup
 from zoomd.kernel.psi import parse_psi
 from zoomd.kernel.root import Root
 from zoomd.kernel.swaps import parse_swaps
@@ -103,6 +104,7 @@ class Capturer:
         self._verdicts = "{}"
         self._psi_some: int | None = None
         self._v1_paths: dict[str, str | None] = {}
+        self._children_of: dict[str, list[str]] = {}
 
     def set_monitors(self, monitors: tuple[str, ...]) -> None:
         """The watched groups changed (configuration reload)."""
@@ -165,16 +167,16 @@ class Capturer:
         assert self.layout is not None
         return self.layout.v2_dir(cgpath)
 
-    def _v1_files(self, cgpath: str, refresh: bool) -> dict[str, str]:
-        """On hybrid hosts: the v1 memory group holding a v2 group's processes."""
-        if self.cgroups is None or self.layout is None or not self.layout.hybrid:
+    def _v1_files(self, cgpath: str) -> dict[str, str]:
+        """On hybrid hosts: the files of the v1 memory group found at the last subtree scan."""
+        if self.layout is None or not self.layout.hybrid:
             return {}
-        if refresh or cgpath not in self._v1_paths:
-            try:
-                self._v1_paths[cgpath] = self.cgroups.v1_memory_path(cgpath)
+        v1path = self._v1_paths.get(cgpath)
+        if cgpath not in self._v1_paths and self.cgroups is not None:
+            try:  # a monitor seen before any subtree scan
+                v1path = self._v1_paths[cgpath] = self.cgroups.v1_memory_path(cgpath)
             except ZoomdError:
-                self._v1_paths[cgpath] = None
-        v1path = self._v1_paths[cgpath]
+                v1path = self._v1_paths[cgpath] = None
         directory = self.layout.v1_dir("memory", v1path) if v1path not in (None, "/") \
             else None
         return self._files([f"{directory}/{f}" for f in V1_MEMORY_FILES]) if directory else {}
@@ -188,7 +190,7 @@ class Capturer:
                 continue
             directory = self._group_dir(path)
             files.update(self._files([f"{directory}/{f}" for f in MONITOR_FILES]))
-            files.update(self._v1_files(path, refresh=False))
+            files.update(self._v1_files(path))
         return files
 
     def _groups(self) -> list[str]:
@@ -197,12 +199,23 @@ class Capturer:
         if not self.cgroups.exists(self.scope):
             return []
         found = [] if self.scope == "/" else [self.scope]
-        stack = list(reversed(self.cgroups.children(self.scope)))
+        stack = list(reversed(self._children(self.scope)))
         while stack:
             path = stack.pop()
             found.append(path)
-            stack.extend(reversed(self.cgroups.children(path)))
+            stack.extend(reversed(self._children(path)))
         return found
+
+    def _children(self, cgpath: str) -> list[str]:
+        """Child groups by d_type (no stat per cgroupfs file: ~60 per group)."""
+        base = cgpath.rstrip("/")
+        try:
+            with os.scandir(self.root.join(self._group_dir(cgpath))) as entries:
+                names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except OSError:
+            names = []
+        self._children_of[cgpath] = [f"{base}/{name}" for name in names]
+        return self._children_of[cgpath]
 
     def _process(self, pid: str) -> dict[str, str]:
         files: dict[str, str] = {}
@@ -219,15 +232,51 @@ class Capturer:
         if self.cgroups is None:
             return files
         pids_left = self.max_pids
+        procs: dict[str, list[str]] = {}
         for path in self._groups():
             directory = self._group_dir(path)
             group = self._files([f"{directory}/{f}" for f in GROUP_FILES])
             files.update(group)
-            for pid in group.get(f"{directory}/cgroup.procs", "").split()[:max(0, pids_left)]:
+            procs[path] = group.get(f"{directory}/cgroup.procs", "").split()
+            for pid in procs[path][:max(0, pids_left)]:
                 files.update(self._process(pid))
                 pids_left -= 1
-            files.update(self._v1_files(path, refresh=True))
+        if self.layout is not None and self.layout.hybrid:
+            for path in procs:
+                self._v1_paths[path] = self._v1_path(path, procs, files)
+                files.update(self._v1_files(path))
         return files
+
+    def _v1_path(self, cgpath: str, procs: dict[str, list[str]],
+                 files: dict[str, str]) -> str | None:
+        """CgroupReader.v1_memory_path from what was just read: the same pids, in the
+        same order (so replay asks for exactly the v1 group recorded here)."""
+        pids: list[str] = []
+        stack = [cgpath]
+        while stack and len(pids) < MAX_PIDS_SAMPLED:
+            current = stack.pop()
+            pids.extend(procs.get(current, []))
+            stack.extend(self._children_of.get(current, []))
+        common: list[str] | None = None
+        for pid in pids[:MAX_PIDS_SAMPLED]:
+            text = files.get(f"/proc/{pid}/cgroup") or _read(self.root, f"/proc/{pid}/cgroup")
+            if text is None:
+                continue
+            try:
+                membership = parse_proc_cgroup(text, f"/proc/{pid}/cgroup")
+            except ZoomdError:
+                continue
+            if "memory" not in membership.v1:
+                continue
+            parts = [p for p in membership.v1["memory"].split("/") if p]
+            if common is None:
+                common = parts
+            else:
+                n = 0
+                while n < min(len(common), len(parts)) and common[n] == parts[n]:
+                    n += 1
+                common = common[:n]
+        return None if common is None else "/" + "/".join(common)
 
     def capture(self) -> FileSets:
         """Read one sample's sets; which sets depends on the sample count and pressure."""
