@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from zoomd.vmlab import provision as prov
 
+    if args.command in ("run", "bench"):
+        from zoomd.lab.signals import terminate_as_interrupt
+
+        terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: qemu killed, scratch removed
     try:
         if args.command == "clean":
             print(f"removed {prov.clean(args.cache)}")
@@ -78,3 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     except ZoomdError as exc:
         print(f"zoomd.vmlab: {exc}", file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:
+        print("zoomd.vmlab: interrupted; qemu killed, scratch folder removed", file=sys.stderr)
+        return 130

@@ -197,10 +197,14 @@ def _boot(argv: list[str], console: str, timeout: float) -> tuple[int | None, fl
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc: int | None = proc.wait(timeout=timeout)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             rc = None
+        except BaseException:  # Ctrl-C, SIGTERM (as KeyboardInterrupt): no qemu left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         finally:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # anything virtme left behind
