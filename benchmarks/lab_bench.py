@@ -452,6 +452,8 @@ def _fmt(values: list[Any], unit: str = "", never: str = "never", nd: int = 1) -
         med_s = one(None if a is None or b is None else (a + b) / 2)
     else:
         med_s = one(_num(med))
+    if n_none == len(values):
+        return never
     spread = f" ({one(nums[0])}–{one(nums[-1])})" if len(values) > 1 else ""
     tail = f" [{never} in {n_none}/{len(values)}]" if 0 < n_none < len(values) else ""
     return med_s + spread + tail
@@ -652,7 +654,8 @@ def plot(scen: str, by_cfg: dict[str, list[dict]], out: str) -> str | None:
         ax.set_ylim(0, 100)
         ax.set_ylabel("%")
         ax.set_title(f"{cfg.label} ({m['run']})", fontsize=8, loc="left")
-        ax.legend(fontsize=6, loc="upper right")
+        if ax is axes[0, 0]:
+            ax.legend(fontsize=6, loc="upper right")
     axes[-1, 0].set_xlabel("seconds since the run's start")
     fig.suptitle(f"zoomd lab: {scen} — memory PSI full (from `total` deltas) and actions",
                  fontsize=10)
@@ -805,6 +808,11 @@ def report(out: str, argv: list[str], notes: str) -> None:
             f"({c['algorithm']}), {c['duration']:.0f} s of "
             "workload plus the bystander. Medians with (min–max) over the runs; false "
             "actions per run.")
+        loads = [m["loadavg_1m_at_end"] for ms in d.values() for m in ms
+                 if m.get("loadavg_1m_at_end") is not None]
+        if loads:
+            lines[-1] += (f" The host is shared (2 CPUs): its 1-min load average at the end of "
+                          f"these runs was {min(loads):.1f}–{max(loads):.1f}.")
         lines += ["", *table(scen, d), "", f"![{scen} timeline]({scen}.png)", ""]
         plot(scen, d, out)
     keep_timelines(out, found)
