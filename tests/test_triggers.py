@@ -107,3 +107,12 @@ def test_history_is_bounded() -> None:
     for t in range(1000):
         h.add(sample(float(t), 0))
     assert len(h) <= 8
+
+
+def test_long_window_uses_the_history_there_is_after_two_seconds() -> None:
+    h = history(sample(0, 0), sample(1, 600_000))
+    assert window_figures(h, 30.0, 4096, 256) is None  # 1 s of history: too little
+    h.add(sample(3, 1_800_000))
+    fig = window_figures(h, 30.0, 4096, 256)
+    assert fig is not None and fig.seconds == 3.0
+    assert abs(fig.pressure_full_pct - 60.0) < 1e-9

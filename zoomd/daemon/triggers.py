@@ -54,14 +54,28 @@ def _delta(a: int | None, b: int | None) -> int | None:
     return b - a
 
 
+MIN_PARTIAL_WINDOW_S = 2.0
+
+
 def window_figures(history: History, window: float, page_size: int,
                    min_scanned_pages: int) -> WindowFigures | None:
-    """Figures over the last `window` seconds; None until the history covers it."""
+    """Figures over the last `window` seconds.
+
+    While the history is younger than a long window (just after start or a reload),
+    the figures cover what there is, once that is at least 2 s (or the window, if
+    shorter): a 30 s window must not keep a policy blind for its first 30 s, which
+    systemd-oomd, counting from its own start, is not either.
+    """
     last = history.latest()
     if last is None:
         return None
     first = history.at_or_before(last.t - window)
-    if first is None or first is last:
+    if first is None:
+        oldest = history.oldest()
+        if oldest is None or last.t - oldest.t < min(window, MIN_PARTIAL_WINDOW_S):
+            return None
+        first = oldest
+    if first is last:
         return None
     return figures_between(first, last, page_size, min_scanned_pages)
 
