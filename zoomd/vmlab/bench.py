@@ -20,6 +20,7 @@ from typing import Any
 
 from zoomd.vmlab.provision import provision
 from zoomd.vmlab.runner import DAEMON_NOTES, DAEMONS, SCENARIOS, VmRun, run_vm
+from zoomd.vmlab.summary import summarize_vm
 
 
 def _runs(out: str) -> dict[str, dict[str, list[tuple[str, dict[str, Any]]]]]:
@@ -33,9 +34,24 @@ def _runs(out: str) -> dict[str, dict[str, list[tuple[str, dict[str, Any]]]]]:
                 path = os.path.join(ddir, n, "summary.json")
                 if os.path.exists(path):
                     with open(path) as f:
-                        found.setdefault(scenario, {}).setdefault(daemon, []).append(
-                            (os.path.join(ddir, n), json.load(f)))
+                        summary = json.load(f)
+                    if os.path.exists(os.path.join(ddir, n, "timeline.jsonl")):
+                        summary = _resummarize(os.path.join(ddir, n), summary)
+                    found.setdefault(scenario, {}).setdefault(daemon, []).append(
+                        (os.path.join(ddir, n), summary))
     return found
+
+
+def _resummarize(run_dir: str, old: dict[str, Any]) -> dict[str, Any]:
+    """Recompute a run's summary from its timeline (keeping what only the host knew)."""
+    fresh = summarize_vm(run_dir)
+    for key in ("vm", "kernel_package"):
+        if key in old:
+            fresh[key] = old[key]
+    with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        json.dump(fresh, f, indent=2)
+        f.write("\n")
+    return fresh
 
 
 def _num(v: Any) -> float | None:

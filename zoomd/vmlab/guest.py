@@ -10,8 +10,10 @@ and records a timeline in the run folder (a host folder shared read-write):
   anon LRU) for the kernel's should_reclaim_retry() arithmetic, and zoomd's own
   reading of the same moment (its host reader, reclaim model and the default
   policy's conditions), whichever daemon runs.
-This process locks its memory and sets oom_score_adj -1000, so it survives the
-brownout and the peer daemons' kills. The guest is disposable: nothing is torn down.
+This process (and virtme's script shell above it, whose end powers the guest off)
+locks its memory and sets oom_score_adj -1000, so it survives the brownout and the
+peer daemons' kills; the workload and the daemon are reset to the default 0. The
+guest is disposable: nothing is torn down.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import suppress
 from typing import IO, Any
 
 from zoomd.config.load import load_config, shipped_config_path
@@ -212,8 +215,20 @@ def _setup_cgroups() -> dict[str, str]:
 
 
 def _in_group(group: str, argv: list[str]) -> list[str]:
-    """A command that moves itself into `group`, then execs argv."""
-    return ["/bin/sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$@"', "sh", *argv]
+    """A command that moves itself into `group`, drops the oom_score_adj of -1000 it
+    inherits from this harness back to the default 0, then execs argv."""
+    script = f'echo $$ > {group}/cgroup.procs && echo 0 > /proc/self/oom_score_adj && exec "$@"'
+    return ["/bin/sh", "-c", script, "sh", *argv]
+
+
+def _protect_parent() -> str | None:
+    """oom_score_adj -1000 for virtme's script shell too: when it dies the guest powers off."""
+    try:
+        with open(f"/proc/{os.getppid()}/oom_score_adj", "w") as f:
+            f.write("-1000")
+    except OSError as exc:
+        return str(exc)
+    return None
 
 
 def _children(pid: int) -> list[int]:
@@ -285,7 +300,8 @@ def _workload_argv(spec: dict[str, Any]) -> list[str]:
 
 def run_guest(spec: dict[str, Any]) -> int:
     out = spec["out"]
-    notes = {"oom_score_adj": set_oom_score_adj(-1000), "mlock": lock_memory()}
+    notes = {"oom_score_adj": set_oom_score_adj(-1000), "mlock": lock_memory(),
+             "parent_oom_score_adj": _protect_parent()}
     os.environ["TMPDIR"] = "/run"
     modules = ["zram"] + (["virtio_blk"] if spec.get("disk_swap") else [])
     _load_modules(spec["kroot"], modules)
@@ -322,6 +338,10 @@ def run_guest(spec: dict[str, Any]) -> int:
     pump = threading.Thread(target=_pump, args=(proc.stdout, tl, "progress", spec["workload"],
                                                  log), daemon=True)
     pump.start()
+    time.sleep(0.5)
+    with suppress(OSError):
+        tl.event("workload_oom_score_adj", value=read_text(f"/proc/{proc.pid}/oom_score_adj")
+                 .strip())
     try:
         rc = proc.wait(timeout=spec["duration"] + EXIT_GRACE_S)
         by = _exit_cause(rc, _oom_kills() > oom0, daemon)

@@ -229,6 +229,13 @@ def summarize_vm(out: str) -> dict[str, Any]:
     out_["false_actions"] = len(false)
     if scenario == "global-compressible" and base.get("workload_killed") and not actions:
         out_["false_actions"] = 1  # killed by something we could not parse
+    if (exit_ is not None and not base.get("workload_killed") and onset is not None
+            and isinstance(base.get("brownout_s"), (int, float))
+            and base["brownout_ended_s"] >= exit_["t"] - t0 - 2.0):
+        # It ended because the workload stopped at --duration: nothing ended it.
+        out_["brownout_s"] = "never"
+        out_["brownout_open_at_end_s"] = round(exit_["t"] - t0 - onset, 2)
+        out_["brownout_ended_by"] = "the workload's own end at --duration"
     out_["daemon_resources"] = parse_time_v(os.path.join(out, "daemon.time"))
     # The kernel's view over the brownout (or the whole run if there was none).
     brown_end = base.get("brownout_ended_s")
