@@ -187,3 +187,19 @@ def test_omit_covers_the_subtree_both_ways() -> None:
         assert [c.path for c in found] == ["/other"]
     finally:
         shutil.rmtree(base)
+
+
+def test_records_show_swap_although_ranking_did_not_need_it(tmp_path) -> None:
+    from zoomd.daemon.candidates import fill_record_figures
+
+    host = FakeHost(str(tmp_path))
+    host.add("/a", pids=[10], current=900, swap=77)
+    policy = Policy(name="p", all={"reclaim_activity": True}, rank=("memory",))
+    reader = CgroupReader(Root(host.base))
+    found, _ = collect(reader, policy, "/", Exclusions((), ()), None)
+    assert found[0].memory == 900 and not found[0].swap_read
+    fill_record_figures(reader, found)
+    assert found[0].to_json(policy.rank)["swap_bytes"] == 77
+    swap_ranked, _ = collect(reader, Policy(name="q", all={"reclaim_activity": True},
+                                            rank=("swap",)), "/", Exclusions((), ()), None)
+    assert swap_ranked[0].swap == 77 and swap_ranked[0].swap_read

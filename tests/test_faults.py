@@ -122,19 +122,22 @@ def logged(stream: io.StringIO) -> list[dict]:
 
 
 # -- a cgroup vanishes between listing and reading ---------------------------------------
-def test_candidate_vanishes_between_listing_and_reading(tmp_path) -> None:
+@pytest.mark.parametrize("at", ["cgroup.procs", "memory.current"])
+def test_candidate_vanishes_between_listing_and_reading(tmp_path, monkeypatch, at) -> None:
+    # Listed a moment ago; removed (the service stopped) when its `at` file is read.
     h = lab(str(tmp_path))
-    reader = CgroupReader(Root(h.base))
-    real_memory = reader.memory
+    big = h.dir("/lab/big")
+    real_open = open
 
-    def memory_then_gone(path):
-        if path == "/lab/big":  # listed a moment ago; removed while we read it
-            shutil.rmtree(h.dir("/lab/big"))
-        return real_memory(path)
+    def open_then_gone(path, *args, **kwargs):
+        if str(path) == f"{big}/{at}":
+            shutil.rmtree(big, ignore_errors=True)
+        return real_open(path, *args, **kwargs)
 
-    reader.memory = memory_then_gone  # type: ignore[method-assign]
-    found, skipped = collect(reader, Policy(name="p", all={"reclaim_activity": True}),
-                             "/lab", Exclusions((), ()), None)
+    monkeypatch.setattr(root_mod, "open", open_then_gone, raising=False)
+    found, skipped = collect(CgroupReader(Root(h.base)),
+                             Policy(name="p", all={"reclaim_activity": True}), "/lab",
+                             Exclusions((), ()), None)
     assert skipped == {"/lab/big": "vanished"}
     assert [c.path for c in found] == ["/lab/mid", "/lab/small"]
 
@@ -163,7 +166,7 @@ def test_candidate_files_vanish_after_open(tmp_path, monkeypatch) -> None:
 # -- permission denied on one cgroup ------------------------------------------------------
 def test_permission_denied_on_one_candidate_skips_only_that_one(tmp_path, monkeypatch) -> None:
     h = lab(str(tmp_path))
-    denied = h.dir("/lab/big") + "/memory.stat"
+    denied = h.dir("/lab/big") + "/memory.current"
     real_open = open
 
     def no_access(path, *args, **kwargs):

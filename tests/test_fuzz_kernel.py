@@ -404,3 +404,22 @@ def test_proc_cgroup_any_text(text) -> None:
     parsed = only_zoomd_errors(parse_proc_cgroup, text, "c")
     if parsed is not None:
         assert parsed.v2 is None or isinstance(parsed.v2, str)
+
+
+@FUZZ
+@given(NAME_VALUES, st.lists(NAME, max_size=4), st.data())
+def test_pick_values_agrees_with_the_full_parse(values, extra, data) -> None:
+    # Ranking reads three fields of memory.stat, not sixty: the same numbers, and the
+    # same refusal of a picked field that is no number.
+    from zoomd.kernel.keyvalue import pick_values
+
+    count("memory.stat picked fields")
+    text = render_name_values(values)
+    names = tuple(dict.fromkeys([*list(values)[:3], *extra]))
+    assert pick_values(text, "m", names) == {n: values[n] for n in names if n in values}
+    if values:
+        index = data.draw(st.integers(0, len(values) - 1))
+        name = list(values)[index]
+        bad = replace_token(text, 2 * index + 1, data.draw(st.sampled_from(BAD_UNSIGNED)))
+        with pytest.raises(KernelFileError):
+            pick_values(bad, "m", (name,))

@@ -12,7 +12,7 @@ from zoomd.config.schema import Policy
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
-from zoomd.kernel.keyvalue import is_decimal
+from zoomd.kernel.keyvalue import is_decimal, pick_values
 
 PREFER, NORMAL, AVOID = 0, 1, 2
 PREFERENCE_NAMES = {PREFER: "prefer", NORMAL: "normal", AVOID: "avoid"}
@@ -30,6 +30,7 @@ class Candidate:
     pgscan: int | None = None
     pressure_full_us: int | None = None
     deltas: dict[str, int] = field(default_factory=dict)  # over the pending period
+    swap_read: bool = False  # swap is read only when ranking or a record needs it
 
     def score(self, key: str) -> int:
         if key == "memory":
@@ -83,13 +84,21 @@ def ancestors(path: str) -> list[str]:
     return ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def descendants(reader: CgroupReader, path: str) -> list[str]:
+def descendants(reader: CgroupReader, path: str,
+                children_of: dict[str, list[str]] | None = None) -> list[str]:
+    """Every group below `path`; `children_of` holds listings already made (the walk)."""
+    known = children_of if children_of is not None else {}
+
+    def kids(p: str) -> list[str]:
+        found = known.get(p)
+        return found if found is not None else reader.children(p)
+
     out: list[str] = []
-    stack = reader.children(path)
+    stack = list(kids(path))
     while stack:
         current = stack.pop()
         out.append(current)
-        stack.extend(reader.children(current))
+        stack.extend(kids(current))
     return out
 
 
@@ -110,14 +119,17 @@ def _threaded_root(reader: CgroupReader, path: str) -> bool:
     return text is not None and text.strip() == "domain threaded"
 
 
-def walk_candidates(reader: CgroupReader, monitor: str) -> list[str]:
+def walk_candidates(reader: CgroupReader, monitor: str,
+                    children_of: dict[str, list[str]] | None = None) -> list[str]:
     """Descendants of `monitor`, stopping at leaves, memory.oom.group=1 groups and the
-    roots of threaded subtrees."""
+    roots of threaded subtrees; each listing made is kept in `children_of` if given."""
     found: list[str] = []
-    stack = list(reversed(reader.children(monitor)))
+    listed = children_of if children_of is not None else {}
+    listed[monitor] = reader.children(monitor)
+    stack = list(reversed(listed[monitor]))
     while stack:
         path = stack.pop()
-        children = reader.children(path)
+        children = listed[path] = reader.children(path)
         if not children or _oom_group(reader, path) or _threaded_root(reader, path):
             found.append(path)
         else:
@@ -130,30 +142,42 @@ def omitted(reader: CgroupReader, path: str, monitor_owner: int | None,
     """user.oomd_omit set on `path` by a trusted owner (memoised for one collection)."""
     found = cache.get(path)
     if found is None:
-        owner = reader.owner_uid(path)
-        trusted_owner = owner is not None and (owner == 0 or owner == monitor_owner)
-        found = trusted_owner and reader.xattr(path, "user.oomd_omit") is not None
+        found = "user.oomd_omit" in reader.xattrs(path) and _trusted(reader, path,
+                                                                       monitor_owner)
         cache[path] = found
     return found
 
 
+OOMD_XATTRS = frozenset({"user.oomd_omit", "user.oomd_prefer", "user.oomd_avoid",
+                         "trusted.oomd_prefer"})
+
+
+def _trusted(reader: CgroupReader, path: str, monitor_owner: int | None) -> bool:
+    """user.* xattrs count only when root (or the monitored group's owner) owns the group."""
+    owner = reader.owner_uid(path)
+    return owner is not None and (owner == 0 or owner == monitor_owner)
+
+
 def xattr_preference(reader: CgroupReader, path: str, monitor_owner: int | None) -> int | None:
     """systemd-oomd/oomd xattrs: None means omit; otherwise a preference class."""
-    owner = reader.owner_uid(path)
-    trusted_owner = owner is not None and (owner == 0 or owner == monitor_owner)
-    if trusted_owner and reader.xattr(path, "user.oomd_omit") is not None:
+    names = reader.xattrs(path) & OOMD_XATTRS  # one listxattr; most groups have none
+    if not names:
+        return NORMAL
+    trusted_owner = _trusted(reader, path, monitor_owner)
+    if trusted_owner and "user.oomd_omit" in names:
         return None
-    if reader.xattr(path, "trusted.oomd_prefer") is not None:
+    if "trusted.oomd_prefer" in names:
         return PREFER
-    if trusted_owner and reader.xattr(path, "user.oomd_prefer") is not None:
+    if trusted_owner and "user.oomd_prefer" in names:
         return PREFER
-    if trusted_owner and reader.xattr(path, "user.oomd_avoid") is not None:
+    if trusted_owner and "user.oomd_avoid" in names:
         return AVOID
     return NORMAL
 
 
-def has_kernel_thread(reader: CgroupReader, path: str) -> bool:
-    for pid in reader.procs(path):
+def has_kernel_thread(reader: CgroupReader, path: str,
+                      pids: list[int] | None = None) -> bool:
+    for pid in reader.procs(path) if pids is None else pids:
         text = reader.root.read_optional(f"/proc/{pid}/stat")
         if text is None:
             continue
@@ -175,17 +199,20 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
     skipped: dict[str, str] = {}
     monitor_owner = reader.owner_uid(monitor)
     omit_cache: dict[str, bool] = {}
+    children_of: dict[str, list[str]] = {}
+    keys = frozenset(policy.rank)
     out: list[Candidate] = []
-    for path in walk_candidates(reader, monitor):
+    for path in walk_candidates(reader, monitor, children_of):
         rel = relative_to(path, monitor)
         if not matches(rel, policy.candidates):
             continue
         try:
-            found = _examine(reader, policy, path, ex, monitor_owner, omit_cache)
+            found = _examine(reader, policy, path, ex, monitor_owner, omit_cache,
+                             children_of, keys)
         except ZoomdError as exc:
             found = f"unreadable: {exc}"
-        if (isinstance(found, Candidate) or found.startswith("unreadable")) \
-                and not reader.exists(path):
+        if (isinstance(found, Candidate) or found == "empty"
+                or found.startswith("unreadable")) and not reader.exists(path):
             found = "vanished"  # went away while it was being read
         if isinstance(found, str):
             skipped[path] = found
@@ -195,13 +222,14 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
 
 
 def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
-             monitor_owner: int | None, omit_cache: dict[str, bool]) -> Candidate | str:
+             monitor_owner: int | None, omit_cache: dict[str, bool],
+             children_of: dict[str, list[str]], keys: frozenset[str]) -> Candidate | str:
     """One group as a candidate with its figures, or why it is not one.
 
     Protection (a glob, or user.oomd_omit) covers a group's whole subtree: a group
     inside a protected one, or containing one, is never acted on either.
     """
-    inner = descendants(reader, path)  # non-empty only for memory.oom.group groups
+    inner = descendants(reader, path, children_of)  # only oom.group groups have any
     reason = excluded_reason(path, ex, inner)
     if reason is None and any(matches(p, policy.protect)
                               for p in (path, *ancestors(path), *inner)):
@@ -212,9 +240,10 @@ def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
                 where = "inside" if is_ancestor_or_self(other, path) else "contains"
                 reason = f"{where} {other} (user.oomd_omit)"
                 break
-    if reason is None and not reader.subtree_procs(path, limit=1):
+    pids = reader.procs(path) if reason is None else []
+    if reason is None and not pids and not any(reader.procs(sub) for sub in inner):
         reason = "empty"
-    if reason is None and has_kernel_thread(reader, path):
+    if reason is None and has_kernel_thread(reader, path, pids):
         reason = "holds a kernel thread"
     preference = NORMAL
     if reason is None:
@@ -230,19 +259,60 @@ def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
     elif matches(path, policy.avoid):
         preference = AVOID
     cand = Candidate(path=path, preference=preference)
-    memory = reader.memory(path)
-    if memory is not None:
-        cand.memory = memory.current or 0
-        cand.swap = memory.swap or 0
-        ra = memory.get("workingset_refault_anon")
-        rf = memory.get("workingset_refault_file")
-        if ra is not None or rf is not None:
-            cand.refaults = (ra or 0) + (rf or 0)
-        cand.pgscan = memory.get("pgscan")
-    psi = reader.pressure(path)
-    if psi is not None and psi.full is not None:
-        cand.pressure_full_us = psi.full.total_us
+    read_figures(reader, cand, keys)
     return cand
+
+
+_STAT_FOR_RANKING = ("workingset_refault_anon", "workingset_refault_file", "pgscan")
+
+
+def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[str]) -> None:
+    """What ranking by `keys` needs, and no more: on v2, memory.current always (the
+    "memory" figure every record shows), three fields of memory.stat for refaults or
+    pgscan, memory.swap.current for swap, memory.pressure for pressure. Elsewhere (v1
+    memory, /proc sums) all the group's figures at once, as they come together."""
+    path = cand.path
+    if reader.layout.memory_on_v2:
+        cand.memory = reader.int_file(path, "memory.current") or 0
+        if "refaults" in keys or "pgscan" in keys:
+            stat_path = f"{reader.layout.v2_dir(path)}/memory.stat"
+            text = reader.root.read_optional(stat_path)
+            if text is not None:
+                stat = pick_values(text, reader.root.join(stat_path), _STAT_FOR_RANKING)
+                ra = stat.get("workingset_refault_anon")
+                rf = stat.get("workingset_refault_file")
+                if ra is not None or rf is not None:
+                    cand.refaults = (ra or 0) + (rf or 0)
+                cand.pgscan = stat.get("pgscan")
+        if "swap" in keys:
+            cand.swap = reader.int_file(path, "memory.swap.current") or 0
+            cand.swap_read = True
+    else:
+        memory = reader.memory(path)
+        if memory is not None:
+            cand.memory = memory.current or 0
+            cand.swap = memory.swap or 0
+            ra = memory.get("workingset_refault_anon")
+            rf = memory.get("workingset_refault_file")
+            if ra is not None or rf is not None:
+                cand.refaults = (ra or 0) + (rf or 0)
+            cand.pgscan = memory.get("pgscan")
+        cand.swap_read = True
+    if "pressure" in keys:
+        psi = reader.pressure(path)
+        if psi is not None and psi.full is not None:
+            cand.pressure_full_us = psi.full.total_us
+
+
+def fill_record_figures(reader: CgroupReader, cands: list[Candidate]) -> None:
+    """The figures a record shows that ranking did not need (swap), for those it shows."""
+    for cand in cands:
+        if not cand.swap_read:
+            try:
+                cand.swap = reader.int_file(cand.path, "memory.swap.current") or 0
+            except ZoomdError:
+                cand.swap = 0
+            cand.swap_read = True
 
 
 def apply_deltas(current: list[Candidate], baseline: dict[str, Candidate]) -> None:

@@ -231,6 +231,7 @@ class Engine:
                 state.last_no_victim_log = host.monotonic
             return None
         victim = ranked[0]
+        cand_mod.fill_record_figures(self.reader, ranked[:10])  # what the record shows
         backend, dry = self._backend_for(policy)
         hook_runs = []
         if self.hooks.hooks:

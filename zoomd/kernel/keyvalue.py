@@ -57,6 +57,15 @@ def parse_name_values(text: str, path: str, unit_suffix: str | None = None) -> d
     """Parse lines of `name value [unit]` (meminfo's `Name:  value kB` included)."""
     values: dict[str, int] = {}
     for lineno, line in enumerate(kernel_lines(text), 1):
+        # Fast path for what the kernel prints: "name value" (vmstat, memory.stat) or
+        # "Name:   value kB" (meminfo); anything else takes the strict path below.
+        name, sep, rest = line.partition(" ")
+        if sep and name:
+            number, sep, unit = rest.lstrip(" ").partition(" ")
+            if number.isdigit() and number.isascii() and (
+                    not sep or (unit_suffix is not None and unit == unit_suffix)):
+                values[name.rstrip(":")] = int(number)
+                continue
         parts = kernel_fields(line)
         if not parts:
             continue
@@ -69,3 +78,21 @@ def parse_name_values(text: str, path: str, unit_suffix: str | None = None) -> d
             raise KernelFileError(path, f"line {lineno}: unexpected {line!r}", name)
         values[name] = parse_uint(path, name, parts[1])
     return values
+
+
+def pick_values(text: str, path: str, names: tuple[str, ...]) -> dict[str, int]:
+    """Only `names` from a `name value` file (memory.stat when ranking: three fields of
+    sixty), each found at the start of a line; absent names are left out, and a present
+    one whose value is no unsigned integer raises, as parse_name_values would."""
+    out: dict[str, int] = {}
+    for name in names:
+        key = name + " "
+        at = text.find(key)
+        while at > 0 and text[at - 1] != "\n":
+            at = text.find(key, at + 1)
+        if at < 0:
+            continue
+        end = text.find("\n", at)
+        value = text[at + len(key):end if end >= 0 else len(text)].strip(" \t")
+        out[name] = parse_uint(path, name, value)
+    return out
