@@ -45,6 +45,8 @@ def parse_time_v(path: str) -> dict[str, Any] | None:
             key, sep, value = line.strip().rpartition(": ")
             if sep:
                 fields[key] = value
+    if "User time (seconds)" not in fields:
+        return None  # the daemon or the guest died before time(1) could report
     try:
         user = float(fields.get("User time (seconds)", "nan"))
         system = float(fields.get("System time (seconds)", "nan"))
@@ -212,6 +214,7 @@ def summarize_vm(out: str) -> dict[str, Any]:
     onset = base.get("brownout_onset_s")
     out_: dict[str, Any] = dict(base)
     out_["daemon"] = start.get("daemon") or "kernel"
+    out_["guest_kernel"] = start.get("kernel")
     out_["actions"] = [{**a, "t": round(a["t"] - t0, 2)} for a in actions]
     out_["first_action_s"] = round(first["t"] - t0, 2) if first else None
     out_["onset_to_action_s"] = (
