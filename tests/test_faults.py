@@ -127,14 +127,14 @@ def test_candidate_vanishes_between_listing_and_reading(tmp_path, monkeypatch, a
     # Listed a moment ago; removed (the service stopped) when its `at` file is read.
     h = lab(str(tmp_path))
     big = h.dir("/lab/big")
-    real_open = open
+    real_open = root_mod._open
 
     def open_then_gone(path, *args, **kwargs):
         if str(path) == f"{big}/{at}":
             shutil.rmtree(big, ignore_errors=True)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(root_mod, "open", open_then_gone, raising=False)
+    monkeypatch.setattr(root_mod, "_open", open_then_gone)
     found, skipped = collect(CgroupReader(Root(h.base)),
                              Policy(name="p", all={"reclaim_activity": True}), "/lab",
                              Exclusions((), ()), None)
@@ -147,7 +147,7 @@ def test_candidate_files_vanish_after_open(tmp_path, monkeypatch) -> None:
     # exited process ESRCH): absent, not an error that stops the whole tick.
     h = lab(str(tmp_path))
     gone = h.dir("/lab/mid")
-    real_open = open
+    real_open = root_mod._open
 
     def racing_open(path, *args, **kwargs):
         if str(path).startswith(gone + "/memory."):
@@ -155,7 +155,7 @@ def test_candidate_files_vanish_after_open(tmp_path, monkeypatch) -> None:
             raise OSError(errno.ENODEV, "No such device", path)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(root_mod, "open", racing_open, raising=False)
+    monkeypatch.setattr(root_mod, "_open", racing_open)
     found, skipped = collect(CgroupReader(Root(h.base)),
                              Policy(name="p", all={"reclaim_activity": True}), "/lab",
                              Exclusions((), ()), None)
@@ -167,14 +167,14 @@ def test_candidate_files_vanish_after_open(tmp_path, monkeypatch) -> None:
 def test_permission_denied_on_one_candidate_skips_only_that_one(tmp_path, monkeypatch) -> None:
     h = lab(str(tmp_path))
     denied = h.dir("/lab/big") + "/memory.current"
-    real_open = open
+    real_open = root_mod._open
 
     def no_access(path, *args, **kwargs):
         if str(path) == denied:
             raise PermissionError(errno.EACCES, "Permission denied", path)
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(root_mod, "open", no_access, raising=False)
+    monkeypatch.setattr(root_mod, "_open", no_access)
     backend = RecordingBackend()
     engine, _ = make_engine(h, backend)
     records = Stalling(h, engine).run(3.0)
