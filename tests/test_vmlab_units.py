@@ -176,3 +176,25 @@ def test_vm_lock_waits_for_the_holder_and_times_out(tmp_path) -> None:
     os.close(fd)
     with vm_lock(path, timeout=1.0):
         pass
+
+
+def test_a_sigterm_the_workload_obeys_counts_as_the_daemon_ending_it(tmp_path) -> None:
+    from zoomd.vmlab.summary import summarize_vm
+
+    recs = [{"type": "run_start", "t": 0.0, "scenario": "global-thrash",
+             "workload_name": "thrash", "workload_group": "host", "daemon": "nohang"},
+            {"type": "workload_start", "t": 0.0, "pid": 124}]
+    for i in range(40):
+        t = i * 0.5
+        recs.append({"type": "sample", "t": t, "psi": {"host": {
+            "full_1s": 50.0 if 5 <= t < 15 else 0.0, "full_pct": 0.0}}, "vmstat": {},
+            "mem": {}, "swaps": {}})
+    recs += [{"type": "daemon", "t": 12.0, "line": "  PID:       124, name: python3"},
+             {"type": "daemon", "t": 12.1, "line": "  Sending SIGTERM to the victim"},
+             {"type": "exit", "t": 15.0, "workload": "thrash", "returncode": 0,
+              "by": "exited (duration reached)"},
+             {"type": "run_end", "t": 19.5}]
+    (tmp_path / "timeline.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    s = summarize_vm(str(tmp_path))
+    assert s["workload_killed"] is True and s["brownout_s"] == 10.0
+    assert s["onset_to_action_s"] == 7.1 and s["false_actions"] == 0

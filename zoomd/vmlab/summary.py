@@ -224,7 +224,16 @@ def summarize_vm(out: str) -> dict[str, Any]:
         _memory_returned(records, first["t"]) if first else None
     )
     exit_ = next((r for r in records if r.get("type") == "exit"), None)
-    if exit_ is not None and base.get("workload_killed"):
+    hit = next((a for a in actions if a["on_workload"]), None)
+    if exit_ is not None and hit is not None and hit["t"] <= exit_["t"] \
+            and not base.get("workload_killed"):
+        # SIGTERM: the lab workloads stop cleanly (exit 0), but it was the daemon's doing.
+        out_["workload_killed"] = True
+        out_["workload_killed_by"] = (f"{hit['by']} {hit['action']}; the workload exited "
+                                      f"{exit_['returncode']} {exit_['t'] - hit['t']:.1f} s later")
+        out_["onset_to_kill_s"] = (round(exit_["t"] - t0 - onset, 2)
+                                   if onset is not None else None)
+    if exit_ is not None and out_.get("workload_killed"):
         out_["kill_to_zram_released_s"] = _memory_returned(records, exit_["t"])
     false = [a for a in actions if not a["on_workload"]]
     if scenario == "global-compressible":
@@ -232,7 +241,7 @@ def summarize_vm(out: str) -> dict[str, Any]:
     out_["false_actions"] = len(false)
     if scenario == "global-compressible" and base.get("workload_killed") and not actions:
         out_["false_actions"] = 1  # killed by something we could not parse
-    if (exit_ is not None and not base.get("workload_killed") and onset is not None
+    if (exit_ is not None and not out_.get("workload_killed") and onset is not None
             and isinstance(base.get("brownout_s"), (int, float))
             and base["brownout_ended_s"] >= exit_["t"] - t0 - 2.0):
         # It ended because the workload stopped at --duration: nothing ended it.
