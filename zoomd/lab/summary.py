@@ -52,14 +52,22 @@ def _window_mean(series: list[tuple[float, float]], t0: float, t1: float) -> flo
 
 
 def _released_at(samples: list[dict[str, Any]], t_exit: float, key: str) -> float | None:
-    """First time after the kill when zram's `key` fell under 10% of its value at the kill."""
-    before = [s for s in samples if s["t"] <= t_exit and "zram" in s]
-    held = before[-1]["zram"].get(key, 0) if before else 0
+    """First time from the kill on when zram's `key` fell under 10% of what it held.
+
+    "What it held" is the most in the 2 s before the exit was recorded: the lab notes
+    the exit when it reaps the process, and by then the kernel may already have freed
+    the slots, so the sample just before the exit can be the released value.
+    """
+    before = [s["zram"].get(key, 0) for s in samples
+              if t_exit - 2.0 <= s["t"] <= t_exit and "zram" in s]
+    held = max(before) if before else 0
+    if held <= 0:
+        return None
     return next(
         (
             s["t"]
             for s in samples
-            if s["t"] > t_exit and "zram" in s and s["zram"].get(key, 0) <= held / 10
+            if s["t"] >= t_exit - 2.0 and "zram" in s and s["zram"].get(key, 0) <= held / 10
         ),
         None,
     )
@@ -76,8 +84,11 @@ def _after_kill(
     }
     slots = _released_at(samples, t_exit, "orig_data_size")
     pool = _released_at(samples, t_exit, "mem_used_total")
-    out["kill_to_zram_released_s"] = round(slots - t_exit, 2) if slots is not None else None
-    out["kill_to_zram_pool_released_s"] = round(pool - t_exit, 2) if pool is not None else None
+    # Negative when the slots were free before the lab reaped the process: report 0.
+    out["kill_to_zram_released_s"] = max(0.0, round(slots - t_exit, 2)) \
+        if slots is not None else None
+    out["kill_to_zram_pool_released_s"] = max(0.0, round(pool - t_exit, 2)) \
+        if pool is not None else None
     return out
 
 
