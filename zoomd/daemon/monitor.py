@@ -78,7 +78,11 @@ class GroupMonitor:
             if found is not None:
                 return found
             self._v1_checked = -1e9  # the v1 group vanished: look again next tick
-        return reader.memory(self.path)
+        # No v1 memory group of its own (its processes sit in the v1 root, or it has
+        # none): nothing a sample uses. reader.memory() would walk the whole subtree
+        # and sum every process's /proc status on every tick, for figures without
+        # refaults or a limit, which give the same sample as none at all.
+        return None
 
     def sample(self, host: HostSnapshot, estimate: ReclaimEstimate) -> GroupSample:
         vm = host.vmstat
