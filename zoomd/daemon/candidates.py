@@ -211,8 +211,8 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
                              children_of, keys)
         except ZoomdError as exc:
             found = f"unreadable: {exc}"
-        if (isinstance(found, Candidate) or found == "empty"
-                or found.startswith("unreadable")) and not reader.exists(path):
+        if (isinstance(found, Candidate) or found.startswith("unreadable")) \
+                and not reader.exists(path):
             found = "vanished"  # went away while it was being read
         if isinstance(found, str):
             skipped[path] = found
@@ -240,9 +240,14 @@ def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
                 where = "inside" if is_ancestor_or_self(other, path) else "contains"
                 reason = f"{where} {other} (user.oomd_omit)"
                 break
-    pids = reader.procs(path) if reason is None else []
-    if reason is None and not pids and not any(reader.procs(sub) for sub in inner):
-        reason = "empty"
+    pids: list[int] = []
+    if reason is None:
+        listed = reader.procs_or_none(path)
+        if listed is None:
+            return "vanished"  # its cgroup.procs went with it
+        pids = listed
+        if not pids and not any(reader.procs(sub) for sub in inner):
+            reason = "empty"
     if reason is None and has_kernel_thread(reader, path, pids):
         reason = "holds a kernel thread"
     preference = NORMAL
