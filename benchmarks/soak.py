@@ -18,6 +18,7 @@ tests/test_soak.py runs one simulated hour of the same in CI.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import shutil
@@ -102,6 +103,7 @@ def soak(sim_seconds: float = 3600.0, groups: int = 200, seed: int = 1,
          base: str | None = None, interval: float = 1.0, fast_interval: float = 0.25,
          sample_every: float = 60.0, progress: bool = False) -> dict[str, Any]:
     """Run the loop for `sim_seconds` of simulated time; returns samples and a summary."""
+    gc.collect()  # what earlier code left for the collector is not the soak's to count
     host = SynthHost(base, groups, seed)
     rng = host.rng
     config = Config.model_validate({"policy": POLICIES})

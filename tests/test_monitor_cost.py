@@ -37,3 +37,22 @@ def test_hybrid_group_without_v1_memory_group_is_cheap_and_unchanged(tree_path, 
     assert last.refaults is None and last.memory_basis == 24 * GiB
     assert last.psi_full_us is not None
     monitor.close()
+
+
+def test_sampling_only_the_fields_used_gives_the_same_samples(tmp_path, monkeypatch) -> None:
+    from fakecgroupfs import FakeHost
+
+    from zoomd.daemon import monitor as monitor_mod
+
+    host = FakeHost(str(tmp_path))
+    host.add("/g", pids=[5], current=800 << 20, limit=1 << 30, anon=500 << 20,
+             file=200 << 20, refault_anon=1234, refault_file=55, pgscan=999, full_us=77)
+    mem = meminfo(24 * GiB, 20 * GiB, anon=2 * GiB, file=1 * GiB)
+    snap = snapshot(mem, vm={"pgscan_anon": 1}, t=1.0)
+    est = estimate(snap, None, ModelParams())
+    reader = CgroupReader(Root(host.base))
+    picked = open_monitor("/g", reader).sample(snap, est)
+    monkeypatch.setattr(monitor_mod, "SAMPLED_FIELDS", None)  # the whole memory.stat
+    full = open_monitor("/g", reader).sample(snap, est)
+    assert picked == full
+    assert picked.refaults == 1234 + 55 and picked.pgscan == 999

@@ -24,7 +24,7 @@ def test_one_simulated_hour_leaks_nothing_and_does_not_slow_down() -> None:
     s = summary(result)
     assert s["simulated_hours"] >= 1.0
     assert s["wall_s"] < 60, s
-    assert s["fds_end"] == s["fds_after_warmup"] == s["fds_max"], s
+    assert s["fds_max"] <= s["fds_after_warmup"] and s["fds_end"] <= s["fds_after_warmup"], s
     assert s["rss_growth_kib"] < 1024, s
     assert s["tick_median_ms_late"] < 1.5 * s["tick_median_ms_early"] + 0.3, s
     assert s["records_kept_max"] <= RECORDS_KEPT

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import kernel_fields, parse_name_values, parse_uint
+from zoomd.kernel.keyvalue import kernel_fields, parse_name_values, parse_uint, pick_values
 from zoomd.kernel.mountinfo import Mount, read_mountinfo
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.psi import Psi, parse_psi
@@ -197,14 +197,18 @@ class CgroupReader:
             return self.memory_v1(v1path)
         return self._memory_procs(cgpath)
 
-    def memory_v2(self, cgpath: str, text_of: TextOf | None = None) -> CgroupMemory | None:
-        """v2 memory figures; `text_of` lets the daemon read through kept-open files."""
+    def memory_v2(self, cgpath: str, text_of: TextOf | None = None,
+                  fields: tuple[str, ...] | None = None) -> CgroupMemory | None:
+        """v2 memory figures; `text_of` lets the daemon read through kept-open files;
+        `fields`: only these memory.stat fields (the monitor needs 5 of ~60)."""
         text_of = text_of or self.root.read_optional
         directory = self.layout.v2_dir(cgpath)
         stat_text = text_of(f"{directory}/memory.stat")
         if stat_text is None:
             return None
-        stat = parse_name_values(stat_text, self.root.join(f"{directory}/memory.stat"))
+        stat_path = self.root.join(f"{directory}/memory.stat")
+        stat = parse_name_values(stat_text, stat_path) if fields is None else \
+            pick_values(stat_text, stat_path, fields)
         swap = _int_of(text_of, self.root, f"{directory}/memory.swap.current",
                        "memory.swap.current")
         if swap is not None:
@@ -241,8 +245,10 @@ class CgroupReader:
             return None
         return "/" + "/".join(common)
 
-    def memory_v1(self, v1path: str, text_of: TextOf | None = None) -> CgroupMemory | None:
-        """Figures of a v1 memory cgroup (hierarchical totals, renamed to v2's names)."""
+    def memory_v1(self, v1path: str, text_of: TextOf | None = None,
+                  fields: tuple[str, ...] | None = None) -> CgroupMemory | None:
+        """Figures of a v1 memory cgroup (hierarchical totals, renamed to v2's names);
+        `fields`: only these (v2 names) from memory.stat."""
         text_of = text_of or self.root.read_optional
         directory = self.layout.v1_dir("memory", v1path)
         if directory is None:
@@ -251,7 +257,11 @@ class CgroupReader:
         stat_text = text_of(stat_path)
         if stat_text is None:
             return None
-        raw = parse_name_values(stat_text, self.root.join(stat_path))
+        if fields is None:
+            raw = parse_name_values(stat_text, self.root.join(stat_path))
+        else:
+            raw = pick_values(stat_text, self.root.join(stat_path), tuple(
+                old for old, new in _V1_STAT_NAMES.items() if new in fields))
         stat = {new: raw[old] for old, new in _V1_STAT_NAMES.items() if old in raw}
         usage = _int_of(text_of, self.root, f"{directory}/memory.usage_in_bytes",
                         "memory.usage_in_bytes")
