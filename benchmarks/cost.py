@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""What zoomd itself costs: per-tick time, ranking time, idle CPU, RSS, start-up.
+
+    python benchmarks/cost.py tick      # per-tick and ranking, synthetic trees on tmpfs
+    python benchmarks/cost.py real      # the same on real empty v2 cgroups (root)
+    python benchmarks/cost.py idle      # CPU of `zoomd run` over a minute, 3 configurations
+    python benchmarks/cost.py rss       # peak (/usr/bin/time -v) and steady RSS
+    python benchmarks/cost.py startup   # exec to READY=1
+    python benchmarks/cost.py all --json results.json
+
+Per-tick time is one daemon tick as the loop runs it (HostReader.sample, the host
+model, Engine.tick) with no policy firing: the reads done every tick. Ranking is what
+a policy does only when it fires (Engine._fire): walk the monitored subtree, read and
+exclude every group, rank the candidates. Both are timed with time.perf_counter and
+reported as medians (and p90) over many ticks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, REPO)
+
+from synthhost import SynthHost  # noqa: E402
+
+from zoomd.actions.backend import RecordingBackend  # noqa: E402
+from zoomd.config.load import shipped_config_path  # noqa: E402
+from zoomd.config.schema import Config, Policy  # noqa: E402
+from zoomd.daemon import candidates as cand_mod  # noqa: E402
+from zoomd.daemon.engine import Engine  # noqa: E402
+from zoomd.daemon.hostmodel import HostModel, model_params  # noqa: E402
+from zoomd.daemon.log import Logger  # noqa: E402
+from zoomd.host import HostReader  # noqa: E402
+from zoomd.kernel.cgroups import CgroupReader  # noqa: E402
+from zoomd.kernel.root import Root  # noqa: E402
+
+SIZES = (1, 100, 1000, 10_000)
+CALM = {"memory_pressure_full_above": "40%"}  # never holds on a calm host
+
+
+def context() -> dict[str, Any]:
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    return {"python": platform.python_version(), "kernel": platform.release(),
+            "cpus": os.cpu_count(), "loadavg_at_start": " ".join(load),
+            "date": time.strftime("%Y-%m-%d %H:%M %Z")}
+
+
+def stats_ms(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    return {"median_ms": round(statistics.median(ordered) * 1e3, 4),
+            "p90_ms": round(ordered[int(len(ordered) * 0.9)] * 1e3, 4),
+            "n": len(ordered)}
+
+
+def policies(monitors: list[str]) -> Config:
+    return Config.model_validate({"policy": [
+        {"name": f"p{i}", "monitor": m, "window": "2s", "for": "1s", "all": CALM}
+        for i, m in enumerate(monitors)]})
+
+
+def time_ticks(root: Root, config: Config, ticks: int, scope: str = "/",
+               advance=None) -> dict[str, Any]:
+    """Median tick (and its parts) over `ticks` ticks after 20 of warm-up."""
+    reader = HostReader(root, page_size=4096)
+    engine = Engine(config, CgroupReader(root), RecordingBackend(),
+                    Logger("json", "warning", open(os.devnull, "w")),  # noqa: SIM115
+                    scope=scope, vital_groups=("/init.scope",), page_size=4096)
+    model = HostModel(model_params(config))
+    total, sample, engine_t = [], [], []
+    t = 0.0
+    try:
+        for i in range(ticks + 20):
+            t += 1.0
+            if advance:
+                advance(1.0)
+            a = time.perf_counter()
+            snap = reader.sample(now=t)
+            b = time.perf_counter()
+            est = model.update(snap)
+            c = time.perf_counter()
+            engine.tick(snap, est)
+            d = time.perf_counter()
+            if i >= 20:
+                total.append(d - a)
+                sample.append(b - a)
+                engine_t.append(d - c)
+    finally:
+        engine.close()
+        reader.close()
+    return {"tick": stats_ms(total), "host_sample": stats_ms(sample),
+            "engine": stats_ms(engine_t)}
+
+
+def time_ranking(reader: CgroupReader, monitor: str, runs: int) -> dict[str, Any]:
+    """collect (walk, read, exclude) + deltas + rank, as a firing policy does."""
+    policy = Policy(name="p", monitor=monitor, all=CALM, rank=("refaults", "memory"))
+    ex = cand_mod.Exclusions(("/init.scope",), ("/init.scope",))
+    walk, full = [], []
+    found: list = []
+    skipped: dict = {}
+    for _ in range(runs):
+        a = time.perf_counter()
+        cand_mod.walk_candidates(reader, monitor)
+        b = time.perf_counter()
+        found, skipped = cand_mod.collect(reader, policy, monitor, ex, None)
+        baseline = {c.path: c for c in found}
+        cand_mod.apply_deltas(found, baseline)
+        cand_mod.rank(found, policy.rank)
+        c = time.perf_counter()
+        walk.append(b - a)
+        full.append(c - b)
+    return {"walk": stats_ms(walk), "collect_and_rank": stats_ms(full),
+            "candidates": len(found), "skipped": len(skipped)}
+
+
+# -- synthetic trees -----------------------------------------------------------------------
+def bench_tick(sizes=SIZES) -> dict[str, Any]:
+    out: dict[str, Any] = {"context": context(), "synthetic": {}}
+    for n in sizes:
+        host = SynthHost(None, n, procs=True)
+        try:
+            leaves = [p for p in host.groups if p.endswith(".service")]
+            row: dict[str, Any] = {"groups": len(host.groups)}
+            row["host_only"] = time_ticks(host.root, policies(["/"]), 300)
+            row["typical"] = time_ticks(host.root, policies(["/", *SynthHost.SLICES]), 300)
+            if n <= 1000:
+                ticks = 300 if n <= 100 else 40
+                row["every_group_monitored"] = time_ticks(
+                    host.root, policies(leaves), ticks)
+            row["ranking"] = time_ranking(CgroupReader(host.root), "/",
+                                          runs=15 if n <= 1000 else 5)
+            out["synthetic"][str(n)] = row
+            print(json.dumps({n: row}), file=sys.stderr, flush=True)
+        finally:
+            shutil.rmtree(host.base, ignore_errors=True)
+    return out
+
+
+# -- real empty v2 cgroups -------------------------------------------------------------------
+def bench_real(sizes=SIZES) -> dict[str, Any]:
+    from zoomd.lab.sysfs import cgroup2_mount
+
+    mount = cgroup2_mount()
+    if mount is None or os.geteuid() != 0:
+        return {"skipped": "needs root and a cgroup2 mount"}
+    base_rel = f"/zoomd-bench-{os.getpid()}"
+    base = mount.point + base_rel
+    out: dict[str, Any] = {"context": context(), "base": base, "real": {}}
+    made: list[str] = []
+    try:
+        os.mkdir(base)
+        made.append(base)
+        slices = []
+        for sl in ("system.slice", "user.slice", "machine.slice"):
+            os.mkdir(f"{base}/{sl}")
+            made.append(f"{base}/{sl}")
+            slices.append(f"{base_rel}/{sl}")
+        count = 0
+        for n in sizes:
+            while count < n:
+                sl = slices[count % 3]
+                parent = f"{mount.point}{sl}/part{count // 100}.slice"
+                if not os.path.isdir(parent):
+                    os.mkdir(parent)
+                    made.append(parent)
+                leaf = f"{parent}/unit{count}.service"
+                os.mkdir(leaf)
+                made.append(leaf)
+                count += 1
+            root = Root("/")
+            reader = CgroupReader(root)
+            leaves = [m[len(mount.point):] for m in made if m.endswith(".service")]
+            row: dict[str, Any] = {"groups": len(made)}
+            row["host_only"] = time_ticks(root, policies(["/"]), 300)
+            row["typical"] = time_ticks(root, policies(["/", *slices]), 300)
+            if n <= 1000:
+                row["every_group_monitored"] = time_ticks(
+                    root, policies(leaves), 300 if n <= 100 else 40)
+            row["ranking"] = time_ranking(reader, base_rel, runs=15 if n <= 1000 else 5)
+            out["real"][str(n)] = row
+            print(json.dumps({n: row}), file=sys.stderr, flush=True)
+    finally:
+        for path in reversed(made):
+            try:
+                os.rmdir(path)
+            except OSError as exc:
+                print(f"cannot remove {path}: {exc}", file=sys.stderr)
+    out["removed"] = not os.path.exists(base)
+    return out
+
+
+# -- the daemon process: idle CPU, RSS, start-up ---------------------------------------------
+def write_config(directory: str, daemon: dict[str, Any], extra: str = "") -> str:
+    """The shipped zoomd.toml with [daemon] keys overridden by a drop-in."""
+    path = os.path.join(directory, "zoomd.toml")
+    shutil.copy(shipped_config_path(), path)
+    os.chmod(path, 0o644)
+    os.makedirs(path + ".d", exist_ok=True)
+    body = "[daemon]\n" + "".join(
+        f"{k} = {json.dumps(v)}\n" for k, v in daemon.items()) + extra
+    with open(os.path.join(path + ".d", "50-bench.toml"), "w") as f:
+        f.write(body)
+    return path
+
+
+def start_daemon(config: str, env: dict[str, str] | None = None,
+                 argv_prefix: list[str] | None = None) -> subprocess.Popen:
+    argv = [*(argv_prefix or []), sys.executable, "-m", "zoomd", "run", "--dry-run",
+            "--config", config]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, **(env or {})), cwd=REPO)
+
+
+def cpu_ns(pid: int) -> int:
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0])
+
+
+def wakeups(pid: int) -> int:
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[2])
+
+
+def psi_some_us() -> int:
+    with open("/proc/pressure/memory") as f:
+        return int(f.readline().rsplit("total=", 1)[1])
+
+
+def bench_idle(seconds: float = 60.0) -> dict[str, Any]:
+    cases = {
+        "psi_triggers_interval_1s (shipped default)": {"interval": "1s",
+                                                        "psi_triggers": True},
+        "psi_triggers_interval_10s": {"interval": "10s", "psi_triggers": True},
+        "polling_1s_no_triggers": {"interval": "1s", "psi_triggers": False},
+    }
+    out: dict[str, Any] = {"context": context(), "seconds": seconds, "idle": {}}
+    tmp = tempfile.mkdtemp(prefix="zoomd-bench-")
+    procs = {}
+    try:
+        for name, daemon in cases.items():
+            d = os.path.join(tmp, name.split()[0])
+            os.makedirs(d)
+            procs[name] = start_daemon(write_config(d, daemon))
+        time.sleep(5.0)  # start-up is measured apart
+        first = {n: (cpu_ns(p.pid), wakeups(p.pid)) for n, p in procs.items()}
+        psi0, t0 = psi_some_us(), time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - t0
+        for name, p in procs.items():
+            ns, wk = cpu_ns(p.pid) - first[name][0], wakeups(p.pid) - first[name][1]
+            out["idle"][name] = {"cpu_pct_of_one_core": round(100 * ns / 1e9 / elapsed, 4),
+                                 "cpu_ms": round(ns / 1e6, 2), "wakeups": wk}
+        out["host_memory_psi_some_ms_during"] = round((psi_some_us() - psi0) / 1e3, 1)
+        with open("/proc/loadavg") as f:
+            out["loadavg_at_end"] = " ".join(f.read().split()[:3])
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            p.wait(timeout=15)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _rss_of(config: str, seconds: float = 20.0) -> dict[str, Any]:
+    p = start_daemon(config, argv_prefix=["/usr/bin/time", "-v"])
+    try:
+        time.sleep(seconds)
+        # /usr/bin/time's child is the daemon
+        child = int(subprocess.check_output(["pgrep", "-P", str(p.pid)]).split()[0])
+        status = {}
+        with open(f"/proc/{child}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                status[key] = value.strip()
+        os.kill(child, signal.SIGTERM)  # /usr/bin/time reports once its child exits
+        _, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    peak = next(int(line.split()[-1]) for line in err.decode().splitlines()
+                if "Maximum resident set size" in line)
+    return {"peak_kib_time_v": peak, "vmhwm_kib": int(status["VmHWM"].split()[0]),
+            "steady_vmrss_kib": int(status["VmRSS"].split()[0]),
+            "steady_rss_anon_kib": int(status["RssAnon"].split()[0]),
+            "steady_rss_file_kib": int(status["RssFile"].split()[0])}
+
+
+def bench_rss() -> dict[str, Any]:
+    out: dict[str, Any] = {"context": context(), "rss": {}}
+    tmp = tempfile.mkdtemp(prefix="zoomd-bench-")
+    try:
+        # With taskstats: a policy whose condition is the stall of the groups it
+        # protects, so the sampler queries taskstats (and imports pyroute2) every tick.
+        # kernel.task_delayacct is switched on for the run and put back by zoomd on exit.
+        with_taskstats = (
+            "[taskstats]\nenabled = true\nenable_delay_accounting = true\n"
+            '[[policy]]\nname = "bystanders"\nmonitor = "/"\nprotect = ["/*"]\n'
+            '[policy.all]\nprotected_stall_above = "90%"\n')
+        for name, extra in (("without taskstats", ""), ("with taskstats", with_taskstats)):
+            d = os.path.join(tmp, name.replace(" ", "-"))
+            os.makedirs(d)
+            out["rss"][name] = _rss_of(write_config(d, {}, extra))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def bench_startup(runs: int = 5) -> dict[str, Any]:
+    tmp = tempfile.mkdtemp(prefix="zoomd-bench-")
+    ready, version, check = [], [], []
+    try:
+        config = write_config(tmp, {})
+        sock_path = os.path.join(tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(30)
+        for _ in range(runs):
+            start = time.monotonic()
+            p = start_daemon(config, env={"NOTIFY_SOCKET": sock_path})
+            while not sock.recv(4096).startswith(b"READY=1"):
+                pass
+            ready.append(time.monotonic() - start)
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=15)
+            for argv, into in ((["--version"], version), (["check", "--config", config], check)):
+                start = time.monotonic()
+                subprocess.run([sys.executable, "-m", "zoomd", *argv], check=True,
+                               stdout=subprocess.DEVNULL, cwd=REPO)
+                into.append(time.monotonic() - start)
+        sock.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"context": context(), "runs": runs,
+            "exec_to_ready_s": round(statistics.median(ready), 3),
+            "exec_to_ready_all_s": [round(x, 3) for x in ready],
+            "zoomd_version_s": round(statistics.median(version), 3),
+            "zoomd_check_s": round(statistics.median(check), 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["tick", "real", "idle", "rss", "startup", "all"])
+    parser.add_argument("--json", metavar="FILE", help="write the results here too")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--seconds", type=float, default=60.0, help="idle: how long")
+    args = parser.parse_args()
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    results: dict[str, Any] = {}
+    if args.what in ("tick", "all"):
+        results["tick"] = bench_tick(sizes)
+    if args.what in ("real", "all"):
+        results["real"] = bench_real(sizes)
+    if args.what in ("idle", "all"):
+        results["idle"] = bench_idle(args.seconds)
+    if args.what in ("rss", "all"):
+        results["rss"] = bench_rss()
+    if args.what in ("startup", "all"):
+        results["startup"] = bench_startup()
+    text = json.dumps(results, indent=1)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
