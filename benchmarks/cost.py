@@ -303,21 +303,42 @@ def _rss_of(config: str, seconds: float = 20.0) -> dict[str, Any]:
 
 
 def bench_rss() -> dict[str, Any]:
+    from zoomd.lab.sysfs import cgroup2_mount
+
     out: dict[str, Any] = {"context": context(), "rss": {}}
     tmp = tempfile.mkdtemp(prefix="zoomd-bench-")
+    # With taskstats: a policy whose condition is the stall of a group it protects, a
+    # group of ours holding one `sleep`, so the sampler queries taskstats (and imports
+    # pyroute2) every tick. kernel.task_delayacct is switched on for the run and put
+    # back by zoomd on exit.
+    mount = cgroup2_mount()
+    group_rel = f"/zoomd-bench-{os.getpid()}-taskstats"
+    group = f"{mount.point}{group_rel}" if mount else None
+    sleeper = None
     try:
-        # With taskstats: a policy whose condition is the stall of the groups it
-        # protects, so the sampler queries taskstats (and imports pyroute2) every tick.
-        # kernel.task_delayacct is switched on for the run and put back by zoomd on exit.
+        if group:
+            os.mkdir(group)
+            sleeper = subprocess.Popen(["/bin/sh", "-c",
+                                        f'echo $$ > "{group}/cgroup.procs" && exec sleep 120'])
         with_taskstats = (
             "[taskstats]\nenabled = true\nenable_delay_accounting = true\n"
-            '[[policy]]\nname = "bystanders"\nmonitor = "/"\nprotect = ["/*"]\n'
+            f'[[policy]]\nname = "bystanders"\nmonitor = "/"\nprotect = ["{group_rel}"]\n'
             '[policy.all]\nprotected_stall_above = "90%"\n')
         for name, extra in (("without taskstats", ""), ("with taskstats", with_taskstats)):
             d = os.path.join(tmp, name.replace(" ", "-"))
             os.makedirs(d)
             out["rss"][name] = _rss_of(write_config(d, {}, extra))
     finally:
+        if sleeper is not None:
+            sleeper.kill()
+            sleeper.wait()
+        if group:
+            for _ in range(100):
+                try:
+                    os.rmdir(group)
+                    break
+                except OSError:
+                    time.sleep(0.05)
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
