@@ -423,3 +423,21 @@ def test_pick_values_agrees_with_the_full_parse(values, extra, data) -> None:
         bad = replace_token(text, 2 * index + 1, data.draw(st.sampled_from(BAD_UNSIGNED)))
         with pytest.raises(KernelFileError):
             pick_values(bad, "m", (name,))
+
+
+@FUZZ
+@given(NAME_VALUES.filter(bool), st.lists(NAME, max_size=3), st.data())
+def test_lazy_vmstat_agrees_with_the_full_parse(values, missing, data) -> None:
+    # The daemon parses a /proc/vmstat counter when the model first asks for it.
+    from zoomd.kernel.vmstat import VmStat
+
+    count("vmstat lazy")
+    text = render_name_values(values)
+    lazy = VmStat.lazy(text, "v")
+    for name in [*values, *missing]:
+        assert lazy.get(name) == values.get(name)
+    assert lazy.counters == values and lazy == VmStat(values)
+    index = data.draw(st.integers(0, len(values) - 1))
+    bad = replace_token(text, 2 * index + 1, data.draw(st.sampled_from(BAD_UNSIGNED)))
+    with pytest.raises(KernelFileError):
+        VmStat.lazy(bad, "v").get(list(values)[index])

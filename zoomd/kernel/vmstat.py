@@ -7,26 +7,62 @@ so that a model can say "no evidence" instead of computing from zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from zoomd.kernel.keyvalue import parse_name_values
+from zoomd.kernel.keyvalue import parse_name_values, pick_values
 from zoomd.kernel.root import Root
 
 
-@dataclass(frozen=True, slots=True)
 class VmStat:
-    """All counters of one reading, keyed by the kernel's names."""
+    """All counters of one reading, keyed by the kernel's names.
 
-    counters: dict[str, int]
+    Built from a dict, or from the file's text with `VmStat.lazy` (what the daemon does
+    every tick): a counter is then parsed, strictly, when first asked for, and the
+    whole file only if `counters` is wanted. The model reads about ten of ~190.
+    """
+
+    __slots__ = ("_complete", "_counters", "_path", "_text")
+
+    def __init__(self, counters: dict[str, int]) -> None:
+        self._counters: dict[str, int | None] = dict(counters)
+        self._complete = True
+        self._text = ""
+        self._path = ""
+
+    @classmethod
+    def lazy(cls, text: str, path: str) -> VmStat:
+        stat = cls.__new__(cls)
+        stat._counters = {}
+        stat._complete = False
+        stat._text = text
+        stat._path = path
+        return stat
+
+    @property
+    def counters(self) -> dict[str, int]:
+        if not self._complete:
+            self._counters = dict(parse_name_values(self._text, self._path))
+            self._complete = True
+        return {k: v for k, v in self._counters.items() if v is not None}
 
     def get(self, name: str) -> int | None:
-        return self.counters.get(name)
+        if self._complete or name in self._counters:
+            return self._counters.get(name)
+        value = pick_values(self._text, self._path, (name,)).get(name)
+        self._counters[name] = value  # None: this kernel has no such counter
+        return value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VmStat) and self.counters == other.counters
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"VmStat({self.counters!r})"
 
     def sum_of(self, *names: str) -> int | None:
         """Sum of counters, None if any is missing (no partial sums pass as facts)."""
         total = 0
         for name in names:
-            value = self.counters.get(name)
+            value = self.get(name)
             if value is None:
                 return None
             total += value
