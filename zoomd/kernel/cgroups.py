@@ -45,6 +45,21 @@ class CgroupLayout:
         return None if mount is None else _under(mount, cgpath)
 
 
+def common_ancestor(paths: list[str]) -> str | None:
+    """The deepest cgroup path containing all of `paths` (None for no paths)."""
+    common: list[str] | None = None
+    for path in paths:
+        parts = [p for p in path.split("/") if p]
+        if common is None:
+            common = parts
+            continue
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        common = common[:n]
+    return None if common is None else "/" + "/".join(common)
+
+
 def _under(mount: Mount, cgpath: str) -> str:
     """Map a hierarchy path to its directory, minding a mount of a sub-tree."""
     rel = cgpath
@@ -228,22 +243,12 @@ class CgroupReader:
         """The v1 memory cgroup shared by a v2 group's processes (their common ancestor)."""
         if "memory" not in self.layout.v1:
             return None
-        common: list[str] | None = None
+        paths = []
         for pid in self.subtree_procs(cgpath, limit=MAX_PIDS_SAMPLED):
             membership = read_proc_cgroup(self.root, pid)
-            if membership is None or "memory" not in membership.v1:
-                continue
-            parts = [p for p in membership.v1["memory"].split("/") if p]
-            if common is None:
-                common = parts
-            else:
-                n = 0
-                while n < min(len(common), len(parts)) and common[n] == parts[n]:
-                    n += 1
-                common = common[:n]
-        if common is None:
-            return None
-        return "/" + "/".join(common)
+            if membership is not None and "memory" in membership.v1:
+                paths.append(membership.v1["memory"])
+        return common_ancestor(paths)
 
     def memory_v1(self, v1path: str, text_of: TextOf | None = None,
                   fields: tuple[str, ...] | None = None) -> CgroupMemory | None:

@@ -21,7 +21,13 @@ import os
 from zoomd.errors import ZoomdError
 from zoomd.host import swap_set_key
 from zoomd.kernel.blockdev import classify_swap
-from zoomd.kernel.cgroups import MAX_PIDS_SAMPLED, CgroupLayout, CgroupReader, detect_layout
+from zoomd.kernel.cgroups import (
+    MAX_PIDS_SAMPLED,
+    CgroupLayout,
+    CgroupReader,
+    common_ancestor,
+    detect_layout,
+)
 from zoomd.kernel.proc_cgroup import parse_proc_cgroup
 from zoomd.kernel.psi import parse_psi
 from zoomd.kernel.root import Root
@@ -257,7 +263,7 @@ class Capturer:
             current = stack.pop()
             pids.extend(procs.get(current, []))
             stack.extend(self._children_of.get(current, []))
-        common: list[str] | None = None
+        paths = []
         for pid in pids[:MAX_PIDS_SAMPLED]:
             text = files.get(f"/proc/{pid}/cgroup") or _read(self.root, f"/proc/{pid}/cgroup")
             if text is None:
@@ -266,17 +272,9 @@ class Capturer:
                 membership = parse_proc_cgroup(text, f"/proc/{pid}/cgroup")
             except ZoomdError:
                 continue
-            if "memory" not in membership.v1:
-                continue
-            parts = [p for p in membership.v1["memory"].split("/") if p]
-            if common is None:
-                common = parts
-            else:
-                n = 0
-                while n < min(len(common), len(parts)) and common[n] == parts[n]:
-                    n += 1
-                common = common[:n]
-        return None if common is None else "/" + "/".join(common)
+            if "memory" in membership.v1:
+                paths.append(membership.v1["memory"])
+        return common_ancestor(paths)
 
     def capture(self) -> FileSets:
         """Read one sample's sets; which sets depends on the sample count and pressure."""
