@@ -34,10 +34,13 @@ def parse_mountinfo(text: str, path: str) -> list[Mount]:
     for lineno, line in enumerate(kernel_lines(text), 1):
         if not kernel_fields(line):
             continue
-        head, sep, tail = line.partition(" - ")
-        fields = kernel_fields(head)
-        rest = kernel_fields(tail)
-        if not sep or len(fields) < 6 or len(rest) < 2:
+        # The separator is the first lone "-" after the six fixed fields (a mount point
+        # or root may itself be "-", which the kernel prints unescaped).
+        tokens = kernel_fields(line)
+        sep = next((i for i in range(6, len(tokens)) if tokens[i] == "-"), None)
+        fields = tokens[:sep] if sep is not None else tokens
+        rest = tokens[sep + 1:] if sep is not None else []
+        if sep is None or len(fields) < 6 or len(rest) < 2:
             raise KernelFileError(path, f"line {lineno}: malformed mount {line!r}")
         major_s, _, minor_s = fields[2].partition(":")
         major = parse_uint(path, f"line {lineno}: major", major_s)
