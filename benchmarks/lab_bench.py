@@ -11,7 +11,7 @@ options that fit this lab. Each run writes OUT/<scenario>/<config>/run<N>/ (the 
 summary.json, timeline.jsonl, logs, and metrics.json: what this script reads out of
 them); at the end OUT/RESULTS.md and one PNG timeline per scenario are (re)written.
 `--report-only` rebuilds those from the run directories already there; `--resume`
-skips runs whose metrics.json exists.
+skips runs whose summary.json exists.
 
 Safety: earlyoom and nohang pick victims among *all* processes they can see. Every lab
 run therefore happens in a PID namespace of its own (`unshare --pid --fork
@@ -477,8 +477,8 @@ def collect(out: str) -> dict[str, dict[str, list[dict]]]:
                 continue
             for run in sorted(os.listdir(base)):
                 rd = os.path.join(base, run)
-                if not os.path.exists(os.path.join(rd, "summary.json")):
-                    continue
+                if not _complete(rd):
+                    continue  # never finished, or interrupted (by Ctrl-C or SIGTERM)
                 if os.path.exists(os.path.join(rd, "timeline.jsonl")):
                     m = analyze(rd, cfg)
                 else:
@@ -835,7 +835,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", action="append", default=[], metavar="SCENARIO=S",
                    help="seconds of workload (default " +
                    ", ".join(f"{k}={v:.0f}" for k, v in DURATIONS.items()) + ")")
-    p.add_argument("--resume", action="store_true", help="skip runs already measured")
+    p.add_argument("--resume", action="store_true", help="skip runs with a summary.json")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--dry-check", action="store_true",
                    help="run each peer once on thrash without acting; no report")
@@ -869,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
             for cfg in cfgs:
                 done += 1
                 rd = os.path.join(out, scen, cfg.key, f"run{run}")
-                if a.resume and os.path.exists(os.path.join(rd, "metrics.json")):
+                if a.resume and _complete(rd):
                     continue
                 t = time.monotonic()
                 rc = run_one(cfg, scen, durations[scen], rd, conf_dir)
@@ -885,6 +885,15 @@ def main(argv: list[str] | None = None) -> int:
     report(out, _repro(a), notes)
     print(f"lab_bench: wrote {out}/RESULTS.md", flush=True)
     return 0
+
+
+def _complete(run_dir: str) -> bool:
+    """A run that ended by itself: summary.json written and not marked interrupted."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as f:
+            return not json.load(f).get("interrupted")
+    except (OSError, ValueError):
+        return False
 
 
 def _repro(a: argparse.Namespace) -> list[str]:
