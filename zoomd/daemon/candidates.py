@@ -211,9 +211,12 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
                              children_of, keys)
         except ZoomdError as exc:
             found = f"unreadable: {exc}"
-        if (isinstance(found, Candidate) or found.startswith("unreadable")) \
-                and not reader.exists(path):
-            found = "vanished"  # went away while it was being read
+        # Gone while it was read? A group that went away reads as no memory at all
+        # (memory.current absent), so only then is its directory looked for.
+        maybe_gone = found.memory == 0 if isinstance(found, Candidate) else \
+            found.startswith("unreadable")
+        if maybe_gone and not reader.exists(path):
+            found = "vanished"
         if isinstance(found, str):
             skipped[path] = found
         else:
