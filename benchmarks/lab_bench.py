@@ -251,7 +251,9 @@ def run_one(cfg: Config, scen: str, duration: float, run_dir: str, conf_dir: str
             daemon: str | None = None) -> int:
     os.makedirs(run_dir, exist_ok=True)
     template = daemon if daemon is not None else cfg.daemon
-    argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
+    # If this script is stopped, unshare passes SIGTERM to the lab (the namespace's
+    # init), which then tears its zram, swap and cgroups down before the namespace goes.
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGTERM", "--",
             PY, os.path.abspath(__file__), "_one", "--scenario", scen,
             "--duration", str(duration), "--out", run_dir]
     if template:
@@ -741,6 +743,15 @@ PEER_NOTES = f"""## How the peers were run, and what they cannot do here
 """
 
 
+SCENARIO_NOTES = {
+    "thrash": "The workload is the production brownout: it should be ended, fast.",
+    "compressible": "Here the right answer is to do nothing: \"brownout\" is the "
+    "compressible workload's own stall while it fills its cold set into zram, and any "
+    "action on it is a false action.",
+    "mixed": "thrash with a 1 GiB disk swap file beside zram: not all swap is RAM-backed.",
+}
+
+
 def dry_run_notes(out: str) -> list[str]:
     """What each peer would have picked in the --dry-check runs."""
     base = os.path.join(out, "dryrun")
@@ -808,6 +819,7 @@ def report(out: str, argv: list[str], notes: str) -> None:
             f"({c['algorithm']}), {c['duration']:.0f} s of "
             "workload plus the bystander. Medians with (min–max) over the runs; false "
             "actions per run.")
+        lines[-1] += " " + SCENARIO_NOTES[scen]
         loads = [m["loadavg_1m_at_end"] for ms in d.values() for m in ms
                  if m.get("loadavg_1m_at_end") is not None]
         if loads:
