@@ -589,6 +589,24 @@ def goal_statement(found: dict[str, dict[str, list[dict]]]) -> list[str]:
             f"{'**holds**' if falses == 0 else '**does not hold**'} ({falses} over "
             f"{len(zc)} runs)."
         )
+    for cfg in CONFIGS:
+        if cfg.key in ("zoomd", "kernel"):
+            continue
+        runs = {scen: by.get(cfg.key, []) for scen, by in found.items()}
+        acted = {scen: sum(1 for m in ms if any(not a.get("dry") for a in m["actions"]))
+                 for scen, ms in runs.items() if ms}
+        falses = {scen: sum(1 for m in ms if m["false_actions"])
+                  for scen, ms in runs.items() if ms}
+        if not acted:
+            continue
+        if not any(acted.values()):
+            out.append(f"- {cfg.label}: did nothing in any scenario ("
+                       + ", ".join(f"{len(runs[s])} {s} runs" for s in acted) + ").")
+        else:
+            out.append(f"- {cfg.label}: acted in "
+                       + ", ".join(f"{acted[s]}/{len(runs[s])} {s}" for s in acted)
+                       + " runs; false actions in "
+                       + ", ".join(f"{falses[s]}/{len(runs[s])} {s}" for s in falses) + ".")
     return out
 
 
@@ -797,6 +815,7 @@ def keep_timelines(out: str, found: dict[str, dict[str, list[dict]]]) -> None:
 
 
 def report(out: str, argv: list[str], notes: str) -> None:
+    os.makedirs(out, exist_ok=True)
     found = collect(out)
     lines = ["# zoomd lab benchmark", "", *machine(), f"- {_versions()}", "",
              "Reproduce (as root, on a host with zram and PSI; takes the lab lock):", "",
