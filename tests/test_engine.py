@@ -328,3 +328,30 @@ def test_stall_condition_without_taskstats_is_no_evidence(lab) -> None:
     d = Driver(lab, engine)
     d.full_pct = 60.0
     assert d.run(8.0) == []
+
+
+def test_an_action_quiets_the_other_policies_on_the_same_group(lab) -> None:
+    # The shipped default has a fast and a slow rule on "/": when the fast one kills,
+    # the slow one's 10 s window still holds the stall it ended and must not pick a
+    # second victim for it. A policy on another group goes on.
+    fast = {"name": "fast", "monitor": "/", "window": "2s", "for": "1s",
+            "post_action_delay": "10s", "all": {"memory_pressure_full_above": "40%"},
+            "any": {"refault_rate_above": "15%"}}
+    slow = {"name": "slow", "monitor": "/", "window": "10s", "for": "3s",
+            "post_action_delay": "10s",
+            "all": {"memory_pressure_full_above": "40%", "refault_rate_above": "2%"}}
+    other = {"name": "other", "monitor": "/workload", "window": "2s", "for": "30s",
+             "all": {"memory_pressure_full_above": "40%"}}
+    cfg = Config.model_validate({"policy": [fast, slow, other]})
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, cfg, backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(9.0)
+    by_policy = [r["policy"] for r in records]
+    assert by_policy.count("fast") == 1 and "slow" not in by_policy, by_policy
+    quiet = {s.policy.name: s.quiet_until for s in engine.states}
+    assert quiet["slow"] == quiet["fast"] > 0 and quiet["other"] == 0  # its own group
+    d.run(6.0)  # past the 10 s delay the stall (never ended here) is acted on again
+    assert [r["policy"] for r in d.records].count("fast") + \
+        [r["policy"] for r in d.records].count("slow") == 2

@@ -37,6 +37,7 @@ class ReclaimSection(Strict):
     min_anon_efficiency: Percent = 30.0
     min_scanned_pages: int = Field(256, ge=1)
     assumed_compression_ratio: float = Field(2.0, ge=1.0, le=64.0)
+    efficiency_sustain: Duration = 5.0
 
 
 class MetricsSection(Strict):
@@ -132,7 +133,7 @@ class ZramRule(Strict):
     window: Duration = 2.0
     for_: Duration | None = Field(None, alias="for")  # None: the cgroup's own duration
     all: Conditions = Conditions(memory_pressure_full_above=40.0)
-    any: Conditions = Conditions(refault_rate_above=15.0, anon_efficiency_below=25.0,
+    any: Conditions = Conditions(refault_rate_above=15.0,
                                  effective_available_below="3%")  # type: ignore[arg-type]
     rank: tuple[RankKey, ...] = ("refaults", "memory")
 

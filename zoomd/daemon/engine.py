@@ -252,12 +252,22 @@ class Engine:
             record["hooks"] = [run.to_json() for run in hook_runs]
         if outcome.ok and policy.action == "freeze" and not dry:
             state.frozen[victim.path] = FrozenGroup(victim.path, host.monotonic)
-        state.quiet_until = host.monotonic + policy.post_action_delay
-        state.pending_since = None
-        state.baseline.clear()
+        self._quiet_overlapping(state, host.monotonic)
         self.logger.record(record)
         self.records.append(record)
         return record
+
+    def _quiet_overlapping(self, acted: PolicyState, now: float) -> None:
+        """After an action, every policy watching the same group (the acting one
+        included) waits out its own post_action_delay: its window still holds the
+        stall that the action just ended, and must not pick a second victim for it.
+        Policies on other groups go on: their stalls may be their own."""
+        for state in self.states:
+            if state is not acted and state.monitor.path != acted.monitor.path:
+                continue
+            state.quiet_until = max(state.quiet_until, now + state.policy.post_action_delay)
+            state.pending_since = None
+            state.baseline.clear()
 
     def _act(self, backend: ActionBackend, policy: Policy, path: str) -> ActionOutcome:
         action = policy.action

@@ -12,6 +12,10 @@ one answer to "how much would swapping anon out actually give back":
                free slots and the pool's headroom; disk slots count fully.
 - auto:        compression for RAM-backed devices, full for disk, and nothing at all
                while the efficiency gate says anon reclaim is failing.
+
+The gate needs a failure that lasts (see HostModel): when RAM first runs out the
+kernel's first anon scans mostly rotate referenced pages, so efficiency reads near 0%
+for a second or two even for a workload that then swaps out at ~100%.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class ModelParams:
     min_anon_efficiency_pct: float = 30.0
     min_scanned_pages: int = 256  # fewer scans than this in a window: no evidence
     assumed_compression_ratio: float = 2.0  # for a zram device that holds nothing yet
+    efficiency_sustain_s: float = 5.0  # failing only after this long below the minimum
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +150,17 @@ class ReclaimEstimate:
 
 
 def estimate(
-    snapshot: HostSnapshot, window: ReclaimWindow | None, params: ModelParams
+    snapshot: HostSnapshot,
+    window: ReclaimWindow | None,
+    params: ModelParams,
+    anon_failing: bool | None = None,
 ) -> ReclaimEstimate:
-    """Apply every anon mode to a snapshot; the chosen mode decides effective_available."""
+    """Apply every anon mode to a snapshot; the chosen mode decides effective_available.
+
+    `anon_failing` is the efficiency gate's verdict when the caller judges it over
+    time (the daemon's HostModel); left None, this window alone decides (one-shot
+    `zoomd status`).
+    """
     mem = snapshot.meminfo
     anon_lru = mem.anon_lru
     file_lru = mem.file_lru
@@ -159,7 +172,8 @@ def estimate(
                                   params.min_scanned_pages)
         file_eff = efficiency_pct(window.file_scanned, window.file_stolen,
                                   params.min_scanned_pages)
-    failing = anon_eff is not None and anon_eff < params.min_anon_efficiency_pct
+    failing = (anon_failing if anon_failing is not None
+               else anon_eff is not None and anon_eff < params.min_anon_efficiency_pct)
     compression = compression_anon_reclaimable(
         kernel_anon, swaps, mem.total, params.assumed_compression_ratio
     )
