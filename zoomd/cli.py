@@ -83,10 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
     from zoomd.trace.cli import add_commands as add_trace_commands
 
     add_trace_commands(sub)
-    from zoomd.manpage import add_commands as add_hidden_commands
-
-    add_hidden_commands(sub)
+    _add_hidden_commands(sub)
     return parser
+
+
+def _add_hidden_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`zoomd manpage` and `zoomd completion`, without help (argparse leaves them out
+    of the listing). zoomd.manpage reads the pydantic schema: imported only when one
+    of them runs, so that `zoomd run` never loads pydantic."""
+
+    def manpage(args: argparse.Namespace) -> int:
+        from zoomd.manpage import _cmd_manpage
+
+        return _cmd_manpage(args)
+
+    def completion(args: argparse.Namespace) -> int:
+        from zoomd.manpage import _cmd_completion
+
+        return _cmd_completion(args)
+
+    page = sub.add_parser("manpage", description="print the man page zoomd(8) or "
+                          "zoomd.toml(5) as roff")
+    page.add_argument("section", choices=("8", "5"), help="8: zoomd(8); 5: zoomd.toml(5)")
+    page.set_defaults(func=manpage)
+    shell = sub.add_parser("completion", description="print shell completion")
+    shell.add_argument("shell", choices=("bash",))
+    shell.set_defaults(func=completion)
 
 
 def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

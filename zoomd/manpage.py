@@ -630,14 +630,3 @@ def _cmd_completion(args: argparse.Namespace) -> int:
 
     print(render_bash(build_parser()), end="")
     return 0
-
-
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Hidden subcommands (no help: argparse leaves them out of the listing)."""
-    manpage = sub.add_parser("manpage", description="print the man page zoomd(8) or "
-                             "zoomd.toml(5) as roff")
-    manpage.add_argument("section", choices=SECTIONS, help="8: zoomd(8); 5: zoomd.toml(5)")
-    manpage.set_defaults(func=_cmd_manpage)
-    completion = sub.add_parser("completion", description="print shell completion")
-    completion.add_argument("shell", choices=("bash",))
-    completion.set_defaults(func=_cmd_completion)

@@ -5,11 +5,25 @@ Unknown keys are errors (a typo must not silently disable a rule).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
-from zoomd.config.units import Duration, Percent, SizeValue
+from zoomd.config import runtime
+from zoomd.config.units import Size, format_duration, parse_duration, parse_percent, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+Percent = Annotated[float, BeforeValidator(parse_percent),
+                    PlainSerializer(lambda v: f"{v:g}%")]
+SizeValue = Annotated[Size, BeforeValidator(parse_size), PlainSerializer(str)]
 
 AnonMode = Literal["kernel", "ram-backed", "efficiency", "compression", "auto"]
 RankKey = Literal["pgscan", "memory", "swap", "pressure", "refaults", "stalls"]
@@ -202,3 +216,20 @@ class Config(Strict):
         if dupes:
             raise ValueError(f"policy names must be unique, repeated: {', '.join(dupes)}")
         return self
+
+
+def to_runtime(model: BaseModel) -> Any:
+    """The same configuration as zoomd/config/runtime.py's plain dataclasses."""
+    cls = runtime.CLASSES[type(model).__name__]
+    values: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        values[name] = _runtime_value(getattr(model, name))
+    return cls(**values)
+
+
+def _runtime_value(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return to_runtime(value)
+    if isinstance(value, tuple):
+        return tuple(_runtime_value(v) for v in value)
+    return value

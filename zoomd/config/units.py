@@ -1,7 +1,8 @@
 """Typed values of zoomd.toml: durations, sizes (bytes or % of a total), percentages.
 
 Operators write "500ms", "30s", "2min", "512M", "5%"; a bare number is accepted
-where its unit is unambiguous (seconds, bytes, percent).
+where its unit is unambiguous (seconds, bytes, percent). Pydantic-free: the daemon
+imports this without the schema (zoomd/config/runtime.py).
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import BeforeValidator, PlainSerializer
+from typing import Any
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|sec|m|min|h)?\s*$")
 _DURATION_UNITS = {None: 1.0, "ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0,
@@ -126,9 +125,3 @@ def parse_size(value: Any) -> Size:
         return Size(bytes=int(_finite(number * _SIZE_UNITS[unit], "a size", value)))
     raise ValueError(f"expected a size such as \"512M\", \"2G\" or \"5%\", "
                      f"got {_shown(value)}")
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
-Percent = Annotated[float, BeforeValidator(parse_percent),
-                    PlainSerializer(lambda v: f"{v:g}%")]
-SizeValue = Annotated[Size, BeforeValidator(parse_size), PlainSerializer(str)]

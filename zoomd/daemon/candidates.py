@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from zoomd.config.schema import Policy
+from zoomd.config.runtime import Policy
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from zoomd.config.load import dump_config, load_config
-
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from zoomd.config.load import dump_config, load_config
+
     config, files = load_config(args.config)
     print("# zoomd: configuration is valid; read " + ", ".join(files))
     print(dump_config(config))

@@ -15,7 +15,7 @@ from typing import Any
 
 from zoomd.actions.backend import ActionBackend, DryRunBackend
 from zoomd.actions.outcome import ActionOutcome
-from zoomd.config.schema import Config, Policy
+from zoomd.config.runtime import Config, Policy, as_runtime
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.globs import relative_to
 from zoomd.daemon.hooks import HookRunner
@@ -69,7 +69,7 @@ class Engine:
     def __init__(self, config: Config, reader: CgroupReader, backend: ActionBackend,
                  logger: Logger, *, scope: str = "/", dry_run: bool = False,
                  vital_groups: tuple[str, ...] = (), page_size: int = 4096) -> None:
-        self.config = config
+        self.config = config = as_runtime(config)
         self.reader = reader
         self.backend = backend
         self.dry_backend = DryRunBackend()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config
 from zoomd.model.reclaim import (
     ModelParams,
     ReclaimEstimate,

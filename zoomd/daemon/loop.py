@@ -14,8 +14,8 @@ import signal
 import time
 
 from zoomd.actions.backend import ActionBackend, CgroupfsBackend
-from zoomd.config.load import load_config
-from zoomd.config.schema import Config
+from zoomd.config.handover import load_runtime_config
+from zoomd.config.runtime import Config
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel, model_params
 from zoomd.daemon.log import Logger
@@ -52,7 +52,7 @@ class Daemon:
         self.dry_run = dry_run
         self.backend = backend or CgroupfsBackend()
         self.duration = duration
-        self.config, self.config_files = load_config(config_path, secure=True)
+        self.config, self.config_files = load_runtime_config(config_path, secure=True)
         self.logger = logger or Logger(self.config.daemon.log_format,
                                        self.config.daemon.log_level)
         self.host = HostReader(root)
@@ -126,7 +126,7 @@ class Daemon:
     def _reload_config(self) -> None:
         self._reload = False
         try:
-            config, files = load_config(self.config_path, secure=True)
+            config, files = load_runtime_config(self.config_path, secure=True)
             engine = self._make_engine(config)
         except ZoomdError as exc:
             self.logger.error("reload failed, keeping the running configuration",

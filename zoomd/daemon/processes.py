@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 
-from zoomd.config.schema import ProcessRules
+from zoomd.config.runtime import ProcessRules
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.keyvalue import is_decimal
 

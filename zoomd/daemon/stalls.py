@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from zoomd.config.schema import Policy
+from zoomd.config.runtime import Policy
 from zoomd.daemon.globs import matches
 from zoomd.kernel.cgroups import CgroupReader
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zoomd.config.schema import Conditions
+from zoomd.config.runtime import Conditions
 from zoomd.daemon.sample import GroupSample, History
 
 

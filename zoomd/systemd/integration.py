@@ -8,11 +8,12 @@ The daemon calls, in its loop: `fds()` and `on_event()` for the sockets, and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import select
 from typing import Any
 
 from zoomd.actions.outcome import ActionOutcome
-from zoomd.config.schema import SystemdSection
+from zoomd.config.runtime import SystemdSection
 from zoomd.errors import ZoomdError
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -60,7 +61,7 @@ class SystemdIntegration:
     # -- configuration --------------------------------------------------------------
     def _section(self) -> SystemdSection:
         section = self.daemon.config.systemd
-        return section.model_copy(update=self.overrides) if self.overrides else section
+        return dataclasses.replace(section, **self.overrides) if self.overrides else section
 
     def _load_conf(self) -> None:
         self.conf = load_oomd_conf() if self.section.oomd_conf else OomdConf()

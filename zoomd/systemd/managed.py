@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from zoomd.config.schema import Conditions, Policy, SystemdSection
+from zoomd.config.runtime import Conditions, Policy, SystemdSection
 from zoomd.systemd.oomdconf import OomdConf
 from zoomd.systemd.values import (
     UINT32_MAX,
@@ -161,18 +161,20 @@ def pressure_policies(entry: ManagedCgroup, conf: OomdConf,
     limit_pct = entry.effective_limit(conf) / 100.0
     duration = entry.effective_duration(conf) / USEC_PER_SEC
     window = min(RECLAIM_WINDOW_S, max(2.0, duration))
-    policies = [Policy.model_validate({
-        "name": PRESSURE_PREFIX + entry.path, "monitor": entry.path, "candidates": ["**"],
-        "window": window, "for": duration, "action": "kill", "rank": ["pgscan", "memory"],
-        "post_action_delay": POST_ACTION_DELAY_S,
-        "all": Conditions(memory_pressure_full_avg10_above=limit_pct, reclaim_activity=True),
-    })]
+    # Built directly: every value here was checked (oomd.conf, the varlink message's
+    # cgroup path and properties, the validated [systemd] section).
+    policies = [Policy(
+        name=PRESSURE_PREFIX + entry.path, monitor=entry.path, candidates=("**",),
+        window=window, for_=duration, action="kill", rank=("pgscan", "memory"),
+        post_action_delay=POST_ACTION_DELAY_S,
+        all=Conditions(memory_pressure_full_avg10_above=limit_pct, reclaim_activity=True),
+    )]
     if section.mode == "zram-aware":
         rule = section.zram
-        policies.append(Policy.model_validate({
-            "name": ZRAM_PREFIX + entry.path, "monitor": entry.path, "candidates": ["**"],
-            "window": rule.window, "for": rule.for_ if rule.for_ is not None else duration,
-            "action": "kill", "rank": list(rule.rank), "post_action_delay": POST_ACTION_DELAY_S,
-            "all": rule.all, "any": rule.any,
-        }))
+        policies.append(Policy(
+            name=ZRAM_PREFIX + entry.path, monitor=entry.path, candidates=("**",),
+            window=rule.window, for_=rule.for_ if rule.for_ is not None else duration,
+            action="kill", rank=tuple(rule.rank), post_action_delay=POST_ACTION_DELAY_S,
+            all=rule.all, any=rule.any,
+        ))
     return policies

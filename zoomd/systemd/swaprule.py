@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from zoomd.config.schema import Conditions, Policy
+from zoomd.config.runtime import Conditions, Policy
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.engine import Engine
 from zoomd.model.reclaim import ModelParams, ReclaimEstimate, compression_anon_reclaimable
@@ -26,9 +26,9 @@ from zoomd.systemd.values import permyriad_to_percent
 
 THRESHOLD_SWAP_USED_PCT = 5  # candidates holding less swap than this share are skipped
 POST_ACTION_DELAY_S = 2.0
-SWAP_POLICY = Policy.model_validate({
-    "name": "systemd-swap", "candidates": ["**"], "rank": ["swap", "memory"],
-    "action": "kill", "all": Conditions(reclaim_activity=True)})  # conditions: see SwapGuard
+SWAP_POLICY = Policy(
+    name="systemd-swap", candidates=("**",), rank=("swap", "memory"),
+    action="kill", all=Conditions(reclaim_activity=True))  # conditions: see SwapGuard
 
 
 @dataclass(frozen=True, slots=True)
