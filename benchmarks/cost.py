@@ -296,6 +296,9 @@ def _rss_of(config: str, seconds: float = 20.0) -> dict[str, Any]:
             p.kill()
     peak = next(int(line.split()[-1]) for line in err.decode().splitlines()
                 if "Maximum resident set size" in line)
+    # The kernel gives /usr/bin/time the larger of the daemon's peak and its reaped
+    # children's: since the configuration is validated in a short child (pydantic),
+    # "peak_kib_time_v" is that child's peak; the daemon's own is VmHWM.
     return {"peak_kib_time_v": peak, "vmhwm_kib": int(status["VmHWM"].split()[0]),
             "steady_vmrss_kib": int(status["VmRSS"].split()[0]),
             "steady_rss_anon_kib": int(status["RssAnon"].split()[0]),
