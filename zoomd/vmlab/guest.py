@@ -96,16 +96,17 @@ def parse_zones(text: str) -> list[dict[str, Any]]:
 
 
 class ModelProbe:
-    """zoomd's reading of each moment, as its default policy would see it."""
+    """zoomd's reading of each moment, as its default policies on the host would see it
+    ("stuck": the conditions of at least one of them hold, `for` aside)."""
 
     def __init__(self) -> None:
         config, _ = load_config(shipped_config_path(), drop_ins=False)
-        self.policy = next(p for p in config.policy if p.monitor == "/")
+        self.policies = [p for p in config.policy if p.monitor == "/"]
         self.params = model_params(config)
         self.min_scanned = config.reclaim.min_scanned_pages
         self.reader = HostReader(Root("/"))
         self.model = HostModel(self.params)
-        self.history = History(max(self.policy.window, 10.0) + self.policy.for_)
+        self.history = History(max(10.0, *(p.window + p.for_ for p in self.policies)))
         self.page = self.reader.page_size
 
     def sample(self) -> dict[str, Any]:
@@ -142,12 +143,19 @@ class ModelProbe:
             "effective_available": est.effective_available,
             "anon_efficiency_5s": est.anon_efficiency_pct,
         }
-        fig = window_figures(self.history, self.policy.window, self.page, self.min_scanned)
-        if fig is not None:
-            holds, all_r, any_r = conditions_hold(self.policy.all, self.policy.any, fig)
-            out["window"] = fig.to_json()
-            out["stuck"] = holds
-            out["conditions"] = {**all_r, **any_r}
+        stuck: bool | None = None
+        for policy in self.policies:
+            fig = window_figures(self.history, policy.window, self.page, self.min_scanned)
+            if fig is None:
+                continue
+            holds, all_r, any_r = conditions_hold(policy.all, policy.any, fig)
+            if stuck is None:  # the first (fast) rule's window, as before
+                out["window"] = fig.to_json()
+                out["conditions"] = {**all_r, **any_r}
+            out.setdefault("policies", {})[policy.name] = holds
+            stuck = bool(stuck) or holds
+        if stuck is not None:
+            out["stuck"] = stuck
         return out
 
 
