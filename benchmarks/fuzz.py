@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 FILES = ["tests/test_fuzz_kernel.py", "tests/test_fuzz_cgroups.py", "tests/test_fuzz_config.py",
-         "tests/test_candidates_random.py"]
+         "tests/test_fuzz_systemd_trace.py", "tests/test_candidates_random.py"]
 
 WHAT = {
     "psi": "PSI (/proc/pressure/*, memory.pressure)",
@@ -37,6 +37,10 @@ WHAT = {
     "cgroup v2": "cgroup v2 files through CgroupReader (fake tree)",
     "cgroup v1": "v1 memory files and /proc/PID/cgroup through CgroupReader (hybrid tree)",
     "config": "zoomd.toml and drop-ins through load_config",
+    "oomd.conf": "oomd.conf and systemd's time spans and percentages (parse_text)",
+    "varlink": "ManagedOOM varlink: message decoding, cgroup elements, PID 1's client and "
+               "the user listener (one property over a socket, at a tenth of the examples)",
+    "trace": "recorded traces, plain and gzip, through TraceReader",
     "random trees": "victim choice over generated trees (tmpfs, real xattrs)",
 }
 
@@ -90,7 +94,12 @@ def main() -> int:
             "refused, never read as a number; any number a parser returns was written "
             "in the input (nothing missing becomes 0); what the kernel prints (octal "
             "escapes included) parses back to what was printed; a configuration that "
-            "loads holds no NaN, infinite or out-of-range value.",
+            "loads holds no NaN, infinite or out-of-range value. oomd.conf never raises: "
+            "a bad value is a warning naming file:line and key and the value before it "
+            "stays, and what systemd prints parses back; a varlink message raises only "
+            "VarlinkError (the link is dropped) and a malformed cgroup element is skipped, "
+            "so nothing is guarded from a misread value; a trace raises only TraceError "
+            "or warns about a truncated end, and holds only finite numbers.",
             "",
             "| property | examples |",
             "|---|---|",

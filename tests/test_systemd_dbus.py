@@ -44,7 +44,8 @@ MEMINFO = ("MemTotal: 16384000 kB\nMemFree: 1000000 kB\nMemAvailable: 2048000 kB
 
 
 @pytest.fixture
-def bus(tmp_path):
+def bus_daemon(tmp_path):
+    """A private system bus: (address, the dbus-daemon process, for tests that kill it)."""
     daemon = shutil.which("dbus-daemon")
     if daemon is None:
         pytest.skip("dbus-daemon not installed (apt-get install dbus-daemon)")
@@ -60,9 +61,14 @@ def bus(tmp_path):
     else:
         proc.kill()
         pytest.fail(f"dbus-daemon did not start: {proc.stderr.read().decode()}")
-    yield f"unix:path={socket_path}"
+    yield f"unix:path={socket_path}", proc
     proc.terminate()
     proc.wait(timeout=5)
+
+
+@pytest.fixture
+def bus(bus_daemon) -> str:
+    return bus_daemon[0]
 
 
 @pytest.fixture
@@ -195,3 +201,101 @@ def test_without_a_bus_zoomd_says_so_once(tmp_path) -> None:
     svc.maintain()
     assert svc.conn is None
     assert logs.getvalue().count("cannot offer org.freedesktop.oom1") == 1
+
+
+# -- the bus going away (fault injection) ---------------------------------------------------
+TREES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "trees")
+LOOP_CONFIG = """
+[daemon]
+interval = "50ms"
+fast_interval = "50ms"
+mlock = false
+oom_score_adj = 0
+[systemd]
+managed_oom = false
+dbus = true
+oomd_conf = false
+[[policy]]
+name = "never"
+[policy.all]
+memory_pressure_full_above = "100%"
+"""
+
+
+def test_bus_going_away_is_logged_once_and_the_loop_keeps_running(tmp_path, bus_daemon,
+                                                                   monkeypatch) -> None:
+    """dbus-daemon is SIGKILLed under a running daemon loop that offers oom1: the loss is
+    logged once, every later reconnect attempt fails quietly after one complaint, and
+    the loop goes on ticking to its end with no exception and no error logged."""
+    import itertools
+    import json
+    import signal
+
+    from zoomd.daemon.loop import Daemon
+    from zoomd.kernel.root import Root
+
+    address, proc = bus_daemon
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", address)
+    base = tmp_path / "host"
+    for part in ("proc", "sys"):
+        shutil.copytree(os.path.join(TREES, "cgroup2-pure", part), base / part, symlinks=True)
+    config = tmp_path / "zoomd.toml"
+    config.write_text(LOOP_CONFIG)
+    logs = io.StringIO()
+    daemon = Daemon(str(config), root=Root(str(base)), dry_run=True, duration=3.0,
+                    logger=Logger("json", "debug", logs))
+    integration = daemon.extensions[0]
+    ticks: list[float] = []
+    real_tick = daemon.tick
+    daemon.tick = lambda: ticks.append(time.monotonic()) or real_tick()  # type: ignore[method-assign]
+    killed: list[float] = []
+
+    def kill_the_bus() -> None:
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline and not (integration.bus and integration.bus.owner):
+            time.sleep(0.02)
+        # Retry at every wake-up from now on (the clock jumps 100 s per look), so that
+        # "once" is tested against many failed reconnects, not one.
+        integration.bus.clock = itertools.count(0.0, 100.0).__next__
+        proc.kill()
+        proc.wait(timeout=5)
+        killed.append(time.monotonic())
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    killer = threading.Thread(target=kill_the_bus, daemon=True)
+    killer.start()
+    try:
+        assert daemon.run() == 0
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        killer.join(timeout=5)
+    assert killed, "the service never owned org.freedesktop.oom1"
+    after = [t for t in ticks if t > killed[0]]
+    assert len(after) >= 10, (len(ticks), len(after))  # 50 ms ticks for over a second
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    messages = [x["message"] for x in lines]
+    assert "offering org.freedesktop.oom1 on the D-Bus system bus" in messages
+    assert messages.count("lost the D-Bus system bus; reconnecting") == 1
+    assert messages.count("cannot offer org.freedesktop.oom1 on the system bus; retrying") \
+        == 1
+    assert not [x for x in lines if x["level"] == "error"]
+
+
+def test_killed_signal_after_the_bus_died_is_dropped(bus_daemon) -> None:
+    """The bus dies between a kill and its Killed signal: the signal is dropped, the
+    loss logged once, and reading the dead connection afterwards does nothing."""
+    from zoomd.systemd.dbus import Oom1Service
+
+    address, proc = bus_daemon
+    logs = io.StringIO()
+    svc = Oom1Service(lambda: "", Logger(stream=logs), bus=address)
+    svc.maintain()
+    assert svc.conn is not None
+    proc.kill()
+    proc.wait(timeout=5)
+    for _ in range(3):
+        svc.emit_killed("/user.slice/x.service", "memory-pressure")
+        svc.on_readable()
+    assert svc.conn is None and svc.signals_sent == 0
+    assert logs.getvalue().count("lost the D-Bus system bus") == 1

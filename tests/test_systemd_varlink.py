@@ -336,3 +336,38 @@ def test_socket_activation(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LISTEN_PID", "1")
     monkeypatch.setenv("LISTEN_FDS", "1")
     assert listen_fds() == []  # not for this process
+
+
+def test_peer_disconnecting_mid_message_applies_nothing_of_it(pid1, logs) -> None:
+    """Fault injection: PID 1 writes an update and half of the next one, then dies. The
+    whole update is applied, nothing of the half; the link is dropped once, and the
+    reconnect's first reply replaces the set."""
+    fake, client, clock = pid1
+    client.maintain()
+    fake.accept_subscription()
+    fake.reply([element(USER), element("/system.slice/old.service")])
+    pump(client)
+    whole = json.dumps({"parameters": {"cgroups": [element("/system.slice/whole.service")]},
+                        "continues": True}).encode() + b"\0"
+    half = json.dumps({"parameters": {"cgroups": [
+        element(USER, mode="auto"), element("/system.slice/half.service",
+                                            limit=permyriad_to_uint32_scale(100))]},
+        "continues": True}).encode()
+    assert fake.conn is not None
+    send(fake.conn, whole + half[:len(half) // 2])
+    fake.hang_up()
+    for _ in range(3):  # the complete message, then the hang-up
+        if client.connected:
+            pump(client)
+    assert not client.connected
+    assert [e.path for e in client.managed.pressure()] == [
+        "/system.slice/old.service", "/system.slice/whole.service", USER]
+    assert logs.getvalue().count("ManagedOOM link to PID 1 dropped") == 1
+    clock.t += 1.0
+    client.maintain()
+    assert client.connected and client.connects == 2
+    fake.accept_subscription()
+    fake.reply([element("/system.slice/fresh.service")])
+    pump(client)
+    assert [e.path for e in client.managed.pressure()] == ["/system.slice/fresh.service"]
+    assert "half.service" not in logs.getvalue()

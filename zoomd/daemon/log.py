@@ -10,6 +10,12 @@ from typing import Any, TextIO
 PRIORITIES = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "error": 3}
 
 
+def _one_line(text: str) -> str:
+    """journald starts a new entry at each newline: a cgroup path or a peer's string
+    holding one ("x\n<0>forged") must not split an event or forge a priority."""
+    return text.replace("\n", "\\n").replace("\r", "\\r")
+
+
 class Logger:
     """Writes one line per event; never raises (a full disk must not stop the daemon)."""
 
@@ -30,7 +36,7 @@ class Logger:
                 self.stream.write(json.dumps(record, default=str) + "\n")
             else:
                 extra = "".join(f" {k}={v}" for k, v in fields.items() if v is not None)
-                self.stream.write(f"<{priority}>{message}{extra}\n")
+                self.stream.write(f"<{priority}>{_one_line(message + extra)}\n")
             self.stream.flush()
         except (OSError, ValueError):
             pass
@@ -53,7 +59,7 @@ class Logger:
             if self.fmt == "json":
                 self.stream.write(json.dumps({"level": "notice", **record}, default=str) + "\n")
             else:
-                self.stream.write(f"<5>{record['summary']}\n")
+                self.stream.write(f"<5>{_one_line(str(record['summary']))}\n")
                 self.stream.write("<6>record " + json.dumps(record, default=str) + "\n")
             self.stream.flush()
         except (OSError, ValueError):

@@ -63,12 +63,22 @@ def normalise_path(path: str) -> str:
     return "/" + path.strip("/") if path.strip("/") else "/"
 
 
+def _path_ok(path: str) -> bool:
+    """No ".", ".." or empty component and no NUL: "/user.slice/user-1000.slice/../.."
+    passes the owner check as uid 1000's yet names the root, whose groups (PID 1's too)
+    then match no protected path."""
+    inner = path.strip("/")
+    return "\0" not in path and (not inner or all(
+        part not in ("", ".", "..") for part in inner.split("/")))
+
+
 def _element(raw: Any) -> tuple[str, str, str, int | None, int | None] | None:
     """(mode, path, property, limit, duration) or None for a malformed element."""
     if not isinstance(raw, dict):
         return None
     mode, path, prop = raw.get("mode"), raw.get("path"), raw.get("property")
-    if mode not in ("kill", "auto") or not isinstance(path, str) or not isinstance(prop, str):
+    if mode not in ("kill", "auto") or not isinstance(path, str) or not isinstance(prop, str) \
+            or not _path_ok(path):
         return None
     limit = raw.get("limit")
     duration = raw.get("duration")

@@ -12,6 +12,7 @@ key, and the value before it stays, as systemd does.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 
 from zoomd.systemd.values import (
@@ -80,12 +81,20 @@ def config_files(root: str = "/") -> list[str]:
     return files
 
 
+# systemd ends a line at "\n", "\r\n" or "\r" only: str.splitlines() would also split at
+# "\x85", "\u2028", "\x0b"..., numbering lines differently and turning the tail of a
+# comment into an assignment. Likewise WHITESPACE is ASCII: str.strip() would also drop
+# a no-break space and accept "90%\xa0".
+_EOL = re.compile(r"\r\n|\r|\n")
+_WHITESPACE = " \t\n\r"
+
+
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     """(line number, text) with backslash continuations joined."""
     out: list[tuple[int, str]] = []
     pending = ""
     start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in enumerate(_EOL.split(text), 1):
         if not pending:
             start = number
         if raw.endswith("\\") and not raw.endswith("\\\\"):
@@ -108,7 +117,7 @@ def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
         warnings.append(f"{path}:{line}: {message}")
 
     for line, raw in _logical_lines(text):
-        stripped = raw.strip()
+        stripped = raw.strip(_WHITESPACE)
         if not stripped or stripped[0] in "#;":
             continue
         if stripped.startswith("["):
@@ -131,7 +140,7 @@ def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
         if not eq:
             warn(line, "missing '=', ignoring line")
             continue
-        key, value = key.strip(), value.strip()
+        key, value = key.strip(_WHITESPACE), value.strip(_WHITESPACE)
         conf = _assign(conf, key, value, lambda message, ln=line: warn(ln, message))
     return replace(conf, files=(*conf.files, path), warnings=tuple(warnings))
 

@@ -28,7 +28,7 @@ from zoomd.systemd.varlink import PeerCred, VarlinkError, VarlinkStream, peer_cr
 USER_SOCKETS = ("/run/systemd/oom/io.systemd.ManagedOOM", "/run/systemd/oom/io.system.ManagedOOM")
 REPORT = "io.systemd.oom.ReportManagedOOMCGroups"
 SD_LISTEN_FDS_START = 3
-_USER_SLICE = re.compile(r"user-(\d+)\.slice\Z")
+_USER_SLICE = re.compile(r"user-([0-9]+)\.slice\Z")  # not \d: "user-١٠٠٠.slice" is no uid
 
 
 def owner_uid_of_path(path: str) -> int | None:

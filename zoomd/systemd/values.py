@@ -29,7 +29,8 @@ _SPAN_UNITS: tuple[tuple[str, int], ...] = (
     ("usec", 1), ("us", 1), ("\u03bcs", 1), ("\u00b5s", 1),
 )
 _WS = " \t\n\r"
-_NUMBER = re.compile(r"(\d+)(?:\.(\d*))?")
+# ASCII digits only, as systemd: "\d" would read "٣s" as 3 seconds.
+_NUMBER = re.compile(r"([0-9]+)(?:\.([0-9]*))?")
 
 
 def parse_timespan(text: str, default_unit: int = USEC_PER_SEC) -> int:
@@ -117,9 +118,14 @@ def format_timespan(usec: int, accuracy: int = USEC_PER_SEC) -> str:
     return " ".join(parts)
 
 
+def _digits(text: str) -> bool:
+    """ASCII decimal digits only: str.isdigit() also takes "٣" (3) and "²" (int() fails)."""
+    return text.isascii() and text.isdigit()
+
+
 def _whole(text: str, symbol: str) -> int:
     body = text[: -len(symbol)]
-    if not body.isdigit():
+    if not _digits(body):
         raise ValueError(f"invalid value {text!r}")
     return int(body)
 
@@ -127,7 +133,7 @@ def _whole(text: str, symbol: str) -> int:
 def _with_places(text: str, symbol: str, places: int) -> int:
     body = text[: -len(symbol)]
     whole, dot, frac = body.partition(".")
-    if not whole.isdigit() or (dot and not (frac.isdigit() and 1 <= len(frac) <= places)):
+    if not _digits(whole) or (dot and not (_digits(frac) and 1 <= len(frac) <= places)):
         raise ValueError(f"invalid value {text!r}")
     return int(whole) * 10**places + int((frac or "0").ljust(places, "0"))
 

@@ -40,6 +40,21 @@ def encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\0"
 
 
+def decode(raw: bytes) -> dict[str, Any]:
+    """One message (the bytes before its NUL) as a JSON object; VarlinkError otherwise.
+
+    RecursionError too: json recurses once per level of nesting, and a peer's "[[[["
+    must drop its link, not escape into the daemon's loop.
+    """
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise VarlinkError(f"not JSON: {exc}") from None
+    if not isinstance(decoded, dict):
+        raise VarlinkError("message is not a JSON object")
+    return decoded
+
+
 class VarlinkStream:
     """One connection: buffered sends and NUL-split receives, never blocking."""
 
@@ -97,13 +112,7 @@ class VarlinkStream:
                 break
             raw = bytes(self._inbuf[:end])
             del self._inbuf[: end + 1]
-            try:
-                decoded = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise VarlinkError(f"not JSON: {exc}") from None
-            if not isinstance(decoded, dict):
-                raise VarlinkError("message is not a JSON object")
-            messages.append(decoded)
+            messages.append(decode(raw))
         if eof and not messages:
             raise EOFError("peer closed the connection")
         return messages

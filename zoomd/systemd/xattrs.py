@@ -19,6 +19,12 @@ OOMS = "user.oomd_ooms"
 KILL = "user.oomd_kill"
 
 
+def _counter(text: str) -> bool:
+    """A uint64 in ASCII decimal. A cgroup's owner can set its user.* xattrs: isdigit()
+    alone takes "²" and int() refuses more than 4300 digits, ValueErrors in the kill path."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def read_counter(directory: str, name: str) -> int:
     """A counter xattr of a cgroup directory; 0 when absent."""
     try:
@@ -26,7 +32,7 @@ def read_counter(directory: str, name: str) -> int:
     except OSError:
         return 0
     text = raw.decode(errors="replace").strip("\0 \n")
-    return int(text) if text.isdigit() else 0
+    return int(text) if _counter(text) else 0
 
 
 def increment(directory: str, name: str, by: int) -> str | None:
@@ -39,7 +45,7 @@ def increment(directory: str, name: str, by: int) -> str | None:
         current = ""
     except UnicodeDecodeError:
         current = ""
-    if current and not current.isdigit():
+    if current and not _counter(current):
         return f"{directory}: {name}: not a number: {current!r}"
     try:
         os.setxattr(directory, name, str(int(current or 0) + by).encode())

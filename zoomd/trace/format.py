@@ -50,14 +50,21 @@ def check_header(data: object, where: str) -> dict[str, Any]:
         raise TraceError(f"{where}: not a zoomd trace (the first line is not a "
                          f"{FORMAT!r} header)")
     version = data.get("version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise TraceError(f"{where}: header has no valid version")
     if version > VERSION:
         raise TraceError(f"{where}: trace format version {version} is newer than this "
                          f"zoomd reads (up to {VERSION})")
     for key, kind in (("page_size", int), ("scope", str)):
-        if not isinstance(data.get(key), kind):
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
             raise TraceError(f"{where}: header field {key!r} missing or not {kind.__name__}")
+    # Replay turns pages into bytes with page_size and never kills a vital group: a
+    # page_size of 0 or a vital_groups of 5 or "abc" would be misread, not refused.
+    if data["page_size"] <= 0:
+        raise TraceError(f"{where}: header field 'page_size' is not positive")
+    vital = data.get("vital_groups", [])
+    if not isinstance(vital, list) or not all(isinstance(g, str) for g in vital):
+        raise TraceError(f"{where}: header field 'vital_groups' is not a list of paths")
     return data
 
 

@@ -8,6 +8,7 @@ a corrupted trace: one TraceError naming the file and line.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -111,23 +112,48 @@ def _lines(path: str, warn: Warn) -> Iterator[tuple[int, bytes, bool]]:
         yield count, pending, False
 
 
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite float; None for a bool, NaN, an infinity or an integer
+    too large for a float (json reads "NaN", "1e400" and 400-digit integers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _sample(data: dict[str, Any], where: str) -> Sample | Record:
-    t = data.get("t")
-    if not isinstance(t, int | float) or isinstance(t, bool):
+    t = _finite(data.get("t"))
+    if t is None:
         raise TraceError(f"{where}: corrupted (no numeric 't')")
     if "record" in data:
         if not isinstance(data["record"], dict):
             raise TraceError(f"{where}: corrupted ('record' is not an object)")
-        return Record(float(t), data["record"])
+        return Record(t, data["record"])
     files = data.get("files")
-    wall = data.get("wall", 0.0)
-    if not isinstance(files, dict) or not isinstance(wall, int | float):
+    wall = _finite(data.get("wall", 0.0))
+    if not isinstance(files, dict) or wall is None:
         raise TraceError(f"{where}: corrupted (a sample needs 'files' and 'wall')")
     for path, text in files.items():
         if not (text is None or isinstance(text, str)):
             raise TraceError(f"{where}: corrupted (file {path!r} is not text or null)")
-    return Sample(float(t), float(wall), files, bool(data.get("key")),
-                  int(data.get("dropped", 0)))
+    # The writer puts "key": true and a non-negative integer "dropped"; anything else is
+    # damage, not something to coerce ("dropped": "x" or 1e400 used to escape int()).
+    key, dropped = data.get("key", False), data.get("dropped", 0)
+    if not isinstance(key, bool) or isinstance(dropped, bool) or not isinstance(dropped, int) \
+            or dropped < 0:
+        raise TraceError(f"{where}: corrupted ('key' or 'dropped' of the wrong type)")
+    return Sample(t, wall, files, key, dropped)
+
+
+def _json(raw: bytes) -> Any:
+    """json.loads; a nesting too deep for its recursion is a ValueError like any other."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class TraceReader:
@@ -143,7 +169,7 @@ class TraceReader:
         except StopIteration:
             raise TraceError(f"{path}: empty file, not a zoomd trace") from None
         try:
-            data = json.loads(raw)
+            data = _json(raw)
         except ValueError:
             raise TraceError(f"{path}: not a zoomd trace (line {number} is not JSON)") from None
         self.header = check_header(data, path)
@@ -170,11 +196,12 @@ class TraceReader:
     def _parse(self, number: int, raw: bytes, ended: bool, *, last: bool) -> Sample | Record:
         where = f"{self.path}: line {number}"
         try:
-            data = json.loads(raw)
+            data = _json(raw)
         except ValueError as exc:
             if last and not ended:
                 raise _Truncated from None
-            raise TraceError(f"{where}: corrupted (not JSON: {exc.msg})") from None
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise TraceError(f"{where}: corrupted (not JSON: {reason})") from None
         if not isinstance(data, dict):
             raise TraceError(f"{where}: corrupted (not a JSON object)")
         return _sample(data, where)

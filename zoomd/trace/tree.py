@@ -88,9 +88,13 @@ class MaterialisedTree:
         try:
             verdicts = json.loads(self.facts.get(SWAP_KINDS, "{}"))
             kind, ram_backed, block, via = verdicts[path]
-            return DeviceKind(str(kind), bool(ram_backed), block, str(via))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # a damaged trace
             return classify_swap(root, path, swap_type, mounts)
+        # As capture.swap_verdicts writes them; bool("false") would call a disk RAM.
+        if isinstance(kind, str) and isinstance(ram_backed, bool) and isinstance(via, str) \
+                and (block is None or isinstance(block, str)):
+            return DeviceKind(kind, ram_backed, block, via)
+        return classify_swap(root, path, swap_type, mounts)
 
     def strip(self, text: str) -> str:
         """A path inside the tree, as the kernel path it stands for."""
