@@ -506,7 +506,8 @@ def paths_reported(messages: list[dict[str, Any]]) -> set[tuple[str, str]]:
         cgroups = parameters.get("cgroups") if isinstance(parameters, dict) else None
         for element in cgroups if isinstance(cgroups, list) else []:
             if isinstance(element, dict) and element.get("mode") == "kill" \
-                    and isinstance(element.get("path"), str):
+                    and isinstance(element.get("path"), str) \
+                    and isinstance(element.get("property"), str):
                 path = element["path"]
                 out.add((element.get("property"),
                          "/" + path.strip("/") if path.strip("/") else "/"))
