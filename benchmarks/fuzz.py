@@ -108,9 +108,19 @@ def main() -> int:
             lines.append(f"| {name} | {counts[name]} |")
         lines += ["", f"**Total: {total} examples.**", "", "Parsers covered: " +
                   "; ".join(WHAT.values()) + ".", ""]
+        # The hand-written list of bugs found stays across runs.
+        kept = ""
+        if os.path.exists(args.markdown):
+            with open(args.markdown) as f:
+                old = f.read()
+            if BUGS_HEADING in old:
+                kept = old[old.index(BUGS_HEADING):]
         with open(args.markdown, "w") as f:
-            f.write("\n".join(lines))
+            f.write("\n".join(lines) + ("\n" + kept if kept else ""))
     return proc.returncode
+
+
+BUGS_HEADING = "## Bugs these tests found"
 
 
 if __name__ == "__main__":
