@@ -39,7 +39,10 @@ def load_runtime_config(path: str | None = None, drop_ins: bool = True,
         argv.append("--no-drop-ins")
     if secure:
         argv.append("--secure")
-    env = dict(os.environ)
+    # Not the daemon's systemd hand-offs: the child must never notify or listen.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+           and not k.startswith("LISTEN_")}
     env["PYTHONPATH"] = _child_path()
     try:
         proc = subprocess.run(argv, capture_output=True, timeout=CHILD_TIMEOUT_S, env=env,
