@@ -10,10 +10,13 @@ back as the same one-line ConfigError, naming the file and the key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 from zoomd.config import runtime
 from zoomd.errors import ConfigError, ZoomdError
@@ -29,9 +32,7 @@ def _child_path() -> str:
     return os.pathsep.join(dict.fromkeys(folders))
 
 
-def load_runtime_config(path: str | None = None, drop_ins: bool = True,
-                        secure: bool = False) -> tuple[runtime.Config, list[str]]:
-    """Validate in a child interpreter; returns the plain configuration and its files."""
+def _child_argv(path: str | None, drop_ins: bool, secure: bool) -> list[str]:
     argv = [sys.executable, "-m", "zoomd.config.handover"]
     if path is not None:
         argv += ["--config", path]
@@ -39,27 +40,130 @@ def load_runtime_config(path: str | None = None, drop_ins: bool = True,
         argv.append("--no-drop-ins")
     if secure:
         argv.append("--secure")
+    return argv
+
+
+def _child_env() -> dict[str, str]:
     # Not the daemon's systemd hand-offs: the child must never notify or listen.
     env = {k: v for k, v in os.environ.items()
            if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
            and not k.startswith("LISTEN_")}
     env["PYTHONPATH"] = _child_path()
-    try:
-        proc = subprocess.run(argv, capture_output=True, timeout=CHILD_TIMEOUT_S, env=env,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ZoomdError(f"configuration: cannot run the validating child: {exc}") from None
-    if proc.returncode != 0 or not proc.stdout:
-        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return env
+
+
+def _answer(returncode: int | None, stdout: bytes,
+            stderr: bytes) -> tuple[runtime.Config, list[str]]:
+    if returncode != 0 or not stdout:
+        last = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise ZoomdError(f"configuration: the validating child failed "
-                         f"(exit {proc.returncode}): {last[0]}")
+                         f"(exit {returncode}): {last[0]}")
     try:
-        answer = pickle.loads(proc.stdout)
+        answer = pickle.loads(stdout)
     except Exception as exc:
         raise ZoomdError(f"configuration: unreadable answer from the validating child: "
                          f"{exc}") from None
     return _unpack(answer)
 
+
+def load_runtime_config(path: str | None = None, drop_ins: bool = True,
+                        secure: bool = False) -> tuple[runtime.Config, list[str]]:
+    """Validate in a child interpreter; returns the plain configuration and its files."""
+    try:
+        proc = subprocess.run(_child_argv(path, drop_ins, secure), capture_output=True,
+                              timeout=CHILD_TIMEOUT_S, env=_child_env(), check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ZoomdError(f"configuration: cannot run the validating child: {exc}") from None
+    return _answer(proc.returncode, proc.stdout, proc.stderr)
+
+
+class PendingLoad:
+    """A validating child running beside the daemon's loop (SIGHUP): the loop keeps
+    ticking while it starts, which on a host deep in reclaim can take seconds.
+
+    The loop polls `fds()` with the rest, calls `on_readable()` when they are ready
+    and `result()` once `done`.
+    """
+
+    def __init__(self, path: str | None, drop_ins: bool = True, secure: bool = False,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.started = clock()
+        self._out: dict[int, bytearray] = {}
+        self._open: set[int] = set()
+        self.error: ZoomdError | None = None
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                _child_argv(path, drop_ins, secure), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
+        except OSError as exc:
+            self.proc, self.error = None, ZoomdError(
+                f"configuration: cannot run the validating child: {exc}")
+            return
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._stdout_fd, self._stderr_fd = self.proc.stdout.fileno(), self.proc.stderr.fileno()
+        for fd in (self._stdout_fd, self._stderr_fd):
+            os.set_blocking(fd, False)
+            self._out[fd] = bytearray()
+            self._open.add(fd)
+
+    def fds(self) -> list[int]:
+        return sorted(self._open)
+
+    def on_readable(self) -> None:
+        for fd in list(self._open):
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self._open.discard(fd)
+                    break
+                self._out[fd] += chunk
+
+    @property
+    def done(self) -> bool:
+        if self.proc is None:
+            return True
+        self.on_readable()
+        if not self._open:
+            return True
+        if self._clock() - self.started > CHILD_TIMEOUT_S:
+            self.proc.kill()
+            self.error = ZoomdError(f"configuration: the validating child took more than "
+                                    f"{CHILD_TIMEOUT_S:.0f} s; killed")
+            self._open.clear()
+            return True
+        return False
+
+    def cancel(self) -> None:
+        """Kill and reap the child (the daemon is stopping)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        self.error = self.error or ZoomdError("configuration: reload cancelled")
+        self._open.clear()
+        with contextlib.suppress(ZoomdError):
+            self.result()
+
+    def result(self) -> tuple[runtime.Config, list[str]]:
+        """The configuration, or the ZoomdError saying why not (the child is reaped)."""
+        returncode: int | None = None
+        if self.proc is not None:
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+            try:
+                returncode = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                returncode = self.proc.wait()
+        if self.error is not None:
+            raise self.error
+        return _answer(returncode, bytes(self._out[self._stdout_fd]),
+                       bytes(self._out[self._stderr_fd]))
 
 def _unpack(answer: object) -> tuple[runtime.Config, list[str]]:
     if isinstance(answer, tuple) and answer and answer[0] == "ok":

@@ -14,7 +14,7 @@ import signal
 import time
 
 from zoomd.actions.backend import ActionBackend, CgroupfsBackend
-from zoomd.config.handover import load_runtime_config
+from zoomd.config.handover import PendingLoad, load_runtime_config
 from zoomd.config.runtime import Config
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel, model_params
@@ -65,6 +65,7 @@ class Daemon:
         self.triggers: list[PsiTrigger] = []
         self._stop = False
         self._reload = False
+        self._pending_load: PendingLoad | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._prev = None
         self._swap_set: tuple[tuple[str, str, bool], ...] | None = None
@@ -123,10 +124,25 @@ class Daemon:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
-    def _reload_config(self) -> None:
+    def _start_reload(self) -> None:
+        """SIGHUP: validate the configuration in a child while the loop goes on."""
         self._reload = False
+        self._pending_load = PendingLoad(self.config_path, secure=True)
+        self.logger.info("reloading the configuration")
+
+    def _reload_config(self) -> None:
+        """Reload and wait for it (tests; the loop itself never waits)."""
+        self._start_reload()
+        assert self._pending_load is not None
+        while not self._pending_load.done:
+            time.sleep(0.02)
+        self._finish_reload()
+
+    def _finish_reload(self) -> None:
+        pending, self._pending_load = self._pending_load, None
+        assert pending is not None
         try:
-            config, files = load_runtime_config(self.config_path, secure=True)
+            config, files = pending.result()
             engine = self._make_engine(config)
         except ZoomdError as exc:
             self.logger.error("reload failed, keeping the running configuration",
@@ -194,8 +210,10 @@ class Daemon:
             while not self._stop:
                 if self.duration is not None and time.monotonic() - started >= self.duration:
                     break
-                if self._reload:
-                    self._reload_config()
+                if self._pending_load is not None and self._pending_load.done:
+                    self._finish_reload()
+                if self._reload and self._pending_load is None:
+                    self._start_reload()
                 try:
                     self.tick()
                 except ZoomdError as exc:
@@ -229,6 +247,9 @@ class Daemon:
 
     def _wait(self, poller: select.poll, timeout: float) -> None:
         fds = {self._wake_r: select.POLLIN}
+        pending = self._pending_load
+        for fd in pending.fds() if pending is not None else ():
+            fds[fd] = select.POLLIN
         for trig in self.triggers:
             fds[trig.fd] = select.POLLPRI
         if self.host.swaps_fd is not None:
@@ -250,6 +271,8 @@ class Daemon:
             if fd == self._wake_r:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 64)
+            elif pending is not None and fd in pending.fds():
+                pending.on_readable()
             elif fd in owners:
                 owners[fd].on_event(fd, mask)
             elif fd == self.host.swaps_fd:
@@ -260,6 +283,9 @@ class Daemon:
                 self._arm_triggers()
 
     def shutdown(self) -> None:
+        if self._pending_load is not None:
+            self._pending_load.cancel()
+            self._pending_load = None
         if self.config.daemon.thaw_on_exit:
             for outcome in self.engine.thaw_all():
                 self.logger.info("thawed on exit", target=outcome.target, ok=outcome.ok)
