@@ -240,8 +240,9 @@ DESCRIPTION_8 = [
 ]
 
 SIGNALS_8 = (
-    ("SIGHUP", "Reload the configuration. A configuration that does not validate is "
-               "reported and the running one is kept."),
+    ("SIGHUP", "Reload the configuration. It is validated in a short child process "
+               "while the daemon goes on watching; a configuration that does not "
+               "validate is reported and the running one is kept."),
     ("SIGTERM, SIGINT", "Thaw every cgroup zoomd froze (unless daemon.thaw_on_exit is "
                         "false) and exit with status 0."),
 )
