@@ -85,14 +85,17 @@ def test_managed_policies_match_what_validation_would_build() -> None:
         assert validated == policy
 
 
-def test_the_daemon_process_never_imports_pydantic() -> None:
+@pytest.mark.parametrize("extra", ["", "record=TRACE, "], ids=["plain", "recording"])
+def test_the_daemon_process_never_imports_pydantic(extra: str, tmp_path) -> None:
+    extra = extra.replace("TRACE", repr(str(tmp_path / "t.jsonl")))
     code = (
         "import sys\n"
         "from zoomd.cli import build_parser\n"
         "build_parser()\n"
         "from zoomd.daemon.loop import Daemon\n"
         "from zoomd.kernel.root import Root\n"
-        f"d = Daemon({shipped_config_path()!r}, root=Root('/'), dry_run=True, duration=0.5)\n"
+        f"d = Daemon({shipped_config_path()!r}, root=Root('/'), dry_run=True, {extra}"
+        "duration=0.5)\n"
         "d.run()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pydantic', 'pydantic_core')))\n"

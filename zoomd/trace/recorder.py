@@ -13,7 +13,6 @@ import threading
 import time
 from typing import Any
 
-from zoomd.config.load import load_config
 from zoomd.daemon.engine import scoped
 from zoomd.errors import ZoomdError
 from zoomd.host import default_page_size
@@ -29,7 +28,10 @@ from zoomd.trace.writer import DEFAULT_KEEP, DEFAULT_MAX_BYTES, BackgroundWriter
 
 
 def monitors_of(config_path: str | None, scope: str) -> tuple[str, ...]:
-    """The groups a configuration watches, re-rooted under the scope."""
+    """The groups a configuration watches, re-rooted under the scope (`zoomd record`;
+    the daemon passes its own, and never loads the schema)."""
+    from zoomd.config.load import load_config
+
     config, _ = load_config(config_path)
     return tuple(sorted({scoped(p.monitor, scope) for p in config.policy}))
 
