@@ -106,23 +106,13 @@ def test_the_daemon_process_never_imports_pydantic(extra: str, tmp_path) -> None
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
 
 
-def _wait(pending, seconds: float = 60.0) -> None:
-    import select
-    import time
-
-    end = time.monotonic() + seconds
-    while not pending.done and time.monotonic() < end:
-        select.select(pending.fds(), [], [], 0.5)
-        pending.on_readable()
-
-
 def test_pending_load_runs_beside_the_caller_and_gives_the_same_answer() -> None:
     from zoomd.config.handover import PendingLoad
 
     path = os.path.join(REPO, "zoomd/data/zoomd.toml")
     pending = PendingLoad(path)
     assert not pending.done  # an interpreter start later: the caller was not held up
-    _wait(pending)
+    pending.wait()
     config, files = pending.result()
     assert (config, files) == load_runtime_config(path)
 
@@ -133,7 +123,7 @@ def test_pending_load_errors_and_cancel(tmp_path) -> None:
     bad = tmp_path / "zoomd.toml"
     bad.write_text("[daemon]\nintervall = 1\n")
     pending = PendingLoad(str(bad))
-    _wait(pending)
+    pending.wait()
     with pytest.raises(ConfigError, match="intervall"):
         pending.result()
     slow = PendingLoad(str(bad))

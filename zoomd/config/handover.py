@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import subprocess
 import sys
 import time
@@ -68,13 +69,11 @@ def _answer(returncode: int | None, stdout: bytes,
 
 def load_runtime_config(path: str | None = None, drop_ins: bool = True,
                         secure: bool = False) -> tuple[runtime.Config, list[str]]:
-    """Validate in a child interpreter; returns the plain configuration and its files."""
-    try:
-        proc = subprocess.run(_child_argv(path, drop_ins, secure), capture_output=True,
-                              timeout=CHILD_TIMEOUT_S, env=_child_env(), check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ZoomdError(f"configuration: cannot run the validating child: {exc}") from None
-    return _answer(proc.returncode, proc.stdout, proc.stderr)
+    """Validate in a child interpreter and wait; returns the plain configuration and
+    its files (start-up; a reload uses PendingLoad without waiting)."""
+    pending = PendingLoad(path, drop_ins, secure)
+    pending.wait()
+    return pending.result()
 
 
 class PendingLoad:
@@ -138,6 +137,11 @@ class PendingLoad:
             self._open.clear()
             return True
         return False
+
+    def wait(self) -> None:
+        """Block until the child is done (or has overrun CHILD_TIMEOUT_S)."""
+        while not self.done:
+            select.select(self.fds(), [], [], 1.0)
 
     def cancel(self) -> None:
         """Kill and reap the child (the daemon is stopping)."""

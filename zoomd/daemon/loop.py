@@ -134,8 +134,7 @@ class Daemon:
         """Reload and wait for it (tests; the loop itself never waits)."""
         self._start_reload()
         assert self._pending_load is not None
-        while not self._pending_load.done:
-            time.sleep(0.02)
+        self._pending_load.wait()
         self._finish_reload()
 
     def _finish_reload(self) -> None:
@@ -152,6 +151,7 @@ class Daemon:
             self.logger.info("thawed on reload", target=outcome.target, ok=outcome.ok)
         self.engine.close()
         self.config, self.config_files, self.engine = config, files, engine
+        self.model.params = model_params(config)
         for ext in self.extensions:
             ext.on_reload()
         for obs in self.observers:
@@ -168,7 +168,6 @@ class Daemon:
         self._report_swap_set(snap)
         for obs in self.observers:
             obs.sampled(self, snap)  # the trace reads its files at the snapshot's moment
-        self.model.params = model_params(self.config)
         estimate = self.model.update(snap)
         records = self.engine.tick(snap, estimate)
         for ext in self.extensions:

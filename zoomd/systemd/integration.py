@@ -156,11 +156,9 @@ class SystemdIntegration:
         self._sync_policies()
 
     def after_tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
-        from zoomd.daemon.loop import model_params
-
         self._meminfo = host.meminfo
         record = self.swap_guard.tick(self.daemon.engine, host, estimate,
-                                      model_params(self.daemon.config), self.managed.swap(),
+                                      self.daemon.model.params, self.managed.swap(),
                                       self.conf.swap_used_limit, self.section.mode)
         return [record] if record else []
 
