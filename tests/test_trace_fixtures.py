@@ -95,6 +95,30 @@ def test_lab_thrash_replay_reproduces_the_live_daemons_decisions(report: dict) -
         f"{scope}/workload", f"{scope}/bystander"}
 
 
+def test_replayed_decision_times_match_live_ones_at_a_rounding_edge(tmp_path: Path) -> None:
+    """Shifted 0.3 ms, lab-thrash's first decision sits where rounding the engine's
+    3-place `monotonic` again after subtracting t0 gave 7.896 against the live 7.897
+    (the CI failure of 2026-11-26); the replay now stamps decisions as the recorder does."""
+    import gzip
+
+    shifted = tmp_path / "lab-thrash-shifted.jsonl.gz"
+    with gzip.open(TRACES / "lab-thrash.jsonl.gz", "rt") as src, \
+            gzip.open(shifted, "wt") as dst:
+        for text in src:
+            line = json.loads(text)
+            if "t" in line:
+                line["t"] = round(line["t"] + 0.0003, 4)
+            if "record" in line:
+                line["record"]["monotonic"] = round(line["t"], 3)
+            dst.write(json.dumps(line) + "\n")
+    specs = load_specs([DEFAULT])
+    tr = build_report([Replayer(str(shifted), specs).run()], specs)["traces"][0]
+    replayed = [(d["t"], d["victim"]) for d in tr["decisions"]]
+    live = [(d["t"], d["victim"]) for d in tr["live_decisions"]]
+    assert live and replayed == live
+    assert live[0][0] == 7.897
+
+
 def test_lab_compressible_is_left_alone(report: dict) -> None:
     tr = trace(report, "lab-compressible")
     assert tr["decisions"] == [] and tr["live_decisions"] == []

@@ -236,7 +236,7 @@ class Replayer:
                                     f"{tree.strip(str(exc))}")
             records = []
         for record in records:
-            run.decisions.append(_normalise(record, sample.wall, tree))
+            run.decisions.append(_normalise(record, sample, tree))
         for state in run.engine.states:
             track = run.tracks[state.policy.name]
             latest = state.history.latest()
@@ -283,8 +283,13 @@ class Replayer:
             line[f"effective_{mode}"].append(base + est.anon_by_mode.get(mode, 0))
 
 
-def _normalise(record: dict[str, Any], wall: float, tree: MaterialisedTree) -> dict[str, Any]:
-    """The engine's record with the trace's time and kernel paths (no temp directory)."""
+def _normalise(record: dict[str, Any], sample: Sample, tree: MaterialisedTree) -> dict[str, Any]:
+    """The engine's record with the trace's time and kernel paths (no temp directory).
+
+    `monotonic` is the sample's own stamp, as the live recorder stamps its records: the
+    engine rounds its copy to 3 places, and rounding that again after subtracting t0
+    could land a replayed decision 1 ms from the live one it matches.
+    """
 
     def fix(value: Any) -> Any:
         if isinstance(value, str):
@@ -296,5 +301,6 @@ def _normalise(record: dict[str, Any], wall: float, tree: MaterialisedTree) -> d
         return value
 
     out = fix(record)
-    out["time"] = round(wall, 3)
+    out["time"] = round(sample.wall, 3)
+    out["monotonic"] = sample.t
     return out
