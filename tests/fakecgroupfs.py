@@ -37,6 +37,7 @@ class FakeHost:
         self.base = base
         self.groups: dict[str, FakeGroup] = {}
         self.proc_groups: dict[int, str] = {}
+        self.kernel_threads: set[int] = set()  # pids whose stat flags carry PF_KTHREAD
         os.makedirs(f"{base}/proc/self", exist_ok=True)
         with open(f"{base}/proc/self/mountinfo", "w") as f:
             f.write(MOUNTINFO)
@@ -88,7 +89,8 @@ class FakeHost:
             with open(f"{d}/cgroup", "w") as f:
                 f.write(f"0::{path}\n")
             with open(f"{d}/stat", "w") as f:
-                f.write(f"{pid} (proc{pid}) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0\n")
+                flags = 4194560 | (0x00200000 if pid in self.kernel_threads else 0)
+                f.write(f"{pid} (proc{pid}) S 1 {pid} {pid} 0 -1 {flags} 0 0 0 0 0\n")
             with open(f"{d}/status", "w") as f:
                 f.write(f"Name:\tproc{pid}\nVmRSS:\t{pid} kB\nVmSwap:\t0 kB\n")
             with open(f"{d}/cmdline", "w") as f:

@@ -13,6 +13,7 @@ from zoomd.daemon.candidates import (
     Exclusions,
     apply_deltas,
     collect,
+    drop_kernel_thread_holders,
     rank,
     walk_candidates,
 )
@@ -126,3 +127,30 @@ def test_random_trees_never_offer_protected_or_vital_groups(tmp_path) -> None:
             assert not any(p.startswith(cand.path + "/") for p in protected)
             assert cand.path != "/"
             assert not (vital[0] == cand.path or vital[0].startswith(cand.path + "/"))
+
+
+def test_kernel_thread_check_reads_only_the_head_of_the_ranking(tmp_path, monkeypatch) -> None:
+    h = FakeHost(str(tmp_path))
+    for i in range(40):
+        h.add(f"/g{i:02d}", pids=[100 + i], current=1000 - i)
+    h.kernel_threads.update({100, 102})
+    h.write()
+    reader = CgroupReader(Root(h.base))
+    ex = Exclusions((), ())
+    found, skipped = collect(reader, policy(rank=("memory",)), "/", ex, None,
+                             check_kthreads=False)
+    ranked = rank(found, ("memory",))
+    assert [c.path for c in ranked[:3]] == ["/g00", "/g01", "/g02"]
+    stat_reads: list[str] = []
+    real = reader.root.read_optional
+    monkeypatch.setattr(reader.root.__class__, "read_optional",
+                        lambda self, p: (stat_reads.append(p) if p.endswith("/stat") else None)
+                        or real(p))
+    kept = drop_kernel_thread_holders(reader, ranked, skipped, 5)
+    assert [c.path for c in kept[:5]] == ["/g01", "/g03", "/g04", "/g05", "/g06"]
+    assert len(kept) == 38
+    assert skipped["/g00"] == skipped["/g02"] == "holds a kernel thread"
+    assert len(stat_reads) == 7  # the two holders and the five kept, no further
+    # With the check on, collect itself skips them (the other callers' default).
+    found_all, skipped_all = collect(reader, policy(rank=("memory",)), "/", ex, None)
+    assert skipped_all["/g00"] == "holds a kernel thread" and len(found_all) == 38

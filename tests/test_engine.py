@@ -177,6 +177,21 @@ def test_protected_group_is_never_chosen(lab) -> None:
     assert records[0]["skipped"]["/lab/workload"] == "protected by policy"
 
 
+def test_a_group_holding_a_kernel_thread_is_never_chosen(lab) -> None:
+    """Ranking clears kernel threads only at the head of the ranking it uses: the
+    top-ranked group holding one is skipped, the next one chosen."""
+    lab.kernel_threads.add(200)
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(), backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(6.0)
+    assert records and records[0]["victim"] != "/lab/workload"
+    assert records[0]["skipped"]["/lab/workload"] == "holds a kernel thread"
+    assert "/lab/workload" not in {c["path"] for c in records[0]["candidates"]}
+    assert all(not call[1].endswith("/lab/workload") for call in backend.calls)
+
+
 def test_freeze_then_thaw_when_clear(lab) -> None:
     backend = RecordingBackend()
     cfg = config(action="freeze", thaw_after="3s")

@@ -237,6 +237,11 @@ DESCRIPTION_8 = [
     "ancestors, on groups holding kernel threads, or on what the operator protected. "
     "Each action, and each would-be action in dry-run, is logged as one structured "
     "record.",
+    "",
+    "At start zoomd raises its soft RLIMIT_NOFILE to the hard limit and keeps at most "
+    "three quarters of it open for the files it re-reads every tick and for PSI "
+    "triggers; a watched group past that budget is read open-read-close and polled "
+    "(one log line says how many).",
 ]
 
 SIGNALS_8 = (

@@ -30,6 +30,7 @@ from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 
 RECORDS_KEPT = 16  # each holds its candidates and skipped groups: ~20 KiB at 200 groups
+SHOWN_CANDIDATES = 10  # candidates a record shows (the first is the victim)
 
 
 def scoped(path: str, scope: str) -> str:
@@ -194,7 +195,8 @@ class Engine:
     def _baseline(self, state: PolicyState, host: HostSnapshot) -> dict[str, Any]:
         try:
             found, _ = cand_mod.collect(self.reader, state.policy, state.monitor.path,
-                                        self.exclusions, host.vmstat.pgscan_total)
+                                        self.exclusions, host.vmstat.pgscan_total,
+                                        check_kthreads=False)  # a baseline chooses nothing
         except (OSError, ZoomdError):
             return {}
         if self.stalls is not None and "stalls" in state.policy.rank:
@@ -211,7 +213,8 @@ class Engine:
         policy = state.policy
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
-                                              self.exclusions, host.vmstat.pgscan_total)
+                                              self.exclusions, host.vmstat.pgscan_total,
+                                              check_kthreads=False)
         except (OSError, ZoomdError) as exc:
             self.logger.warning("cannot list candidates", policy=policy.name, error=str(exc))
             return None
@@ -224,6 +227,8 @@ class Engine:
                 if cand.path in stall_figures:
                     cand.deltas["stalls"] = int(stall_figures[cand.path]["memory_pct"] * 1e4)
         ranked = cand_mod.rank(found, policy.rank)
+        ranked = cand_mod.drop_kernel_thread_holders(self.reader, ranked, skipped,
+                                                     SHOWN_CANDIDATES)
         if not ranked:
             if host.monotonic - state.last_no_victim_log > 30:
                 self.logger.warning("conditions hold but no candidate", policy=policy.name,
@@ -231,7 +236,7 @@ class Engine:
                 state.last_no_victim_log = host.monotonic
             return None
         victim = ranked[0]
-        cand_mod.fill_record_figures(self.reader, ranked[:10])  # what the record shows
+        cand_mod.fill_record_figures(self.reader, ranked[:SHOWN_CANDIDATES])
         backend, dry = self._backend_for(policy)
         hook_runs = []
         if self.hooks.hooks:
@@ -396,7 +401,7 @@ class Engine:
                 "anon_efficiency_pct": estimate.anon_efficiency_pct,
                 "all_swap_ram_backed": host.all_ram_backed,
             },
-            "candidates": [c.to_json(policy.rank) for c in ranked[:10]],
+            "candidates": [c.to_json(policy.rank) for c in ranked[:SHOWN_CANDIDATES]],
             "skipped": skipped,
             "result": outcome.to_json(),
             "summary": summary,

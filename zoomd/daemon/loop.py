@@ -27,6 +27,8 @@ from zoomd.daemon.stalls import open_policy_stalls
 from zoomd.errors import ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.hotfile import SHARED as FD_BUDGET
+from zoomd.kernel.hotfile import raise_fd_limit
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.root import Root
 
@@ -70,6 +72,7 @@ class Daemon:
         self._prev = None
         self._swap_set: tuple[tuple[str, str, bool], ...] | None = None
         self._watching = ""
+        self._fd_limit = 0
         self.model = HostModel(model_params(self.config))
         self.extensions: list = []
         wants_systemd = self.config.systemd.managed_oom or self.config.systemd.dbus
@@ -93,6 +96,7 @@ class Daemon:
     # -- set-up -------------------------------------------------------------------------
     def _protect_self(self) -> None:
         d = self.config.daemon
+        self._fd_limit, _budget = raise_fd_limit()
         if not self.root.is_live:
             return
         err = set_oom_score_adj(d.oom_score_adj)
@@ -106,15 +110,32 @@ class Daemon:
     def _arm_triggers(self) -> None:
         for trig in self.triggers:
             trig.close()
+            FD_BUDGET.release()
         self.triggers = []
         if not self.config.daemon.psi_triggers or not self.root.is_live:
             return  # a captured tree's pressure files are plain files: never write them
-        for path in sorted(set(self.engine.monitored_pressure_paths())):
+        paths = sorted(set(self.engine.monitored_pressure_paths()))
+        failed: list[str] = []
+        over_budget = 0
+        for path in paths:
+            if not FD_BUDGET.acquire():
+                over_budget += 1
+                continue
             trig, err = open_trigger(path)
             if trig is None:
-                self.logger.warning("PSI trigger unavailable, polling instead", error=err)
+                FD_BUDGET.release()
+                failed.append(err or path)
             else:
                 self.triggers.append(trig)
+        # One line however many groups are watched: 10,000 lines of the same refusal
+        # would bury everything else in the journal.
+        if failed:
+            self.logger.warning("PSI trigger unavailable, polling instead", error=failed[0],
+                                groups=len(failed))
+        if over_budget:
+            self.logger.warning("PSI triggers on part of the watched groups, the rest polled",
+                                armed=len(self.triggers), polled=over_budget,
+                                reason="descriptor budget spent (RLIMIT_NOFILE)")
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -199,7 +220,8 @@ class Daemon:
         names = ", ".join(s.policy.name for s in self.engine.states) or "none"
         self.logger.info(f"zoomd started ({mode})", policies=names,
                          config=",".join(self.config_files), scope=self.scope,
-                         triggers=len(self.triggers))
+                         triggers=len(self.triggers), fd_limit=self._fd_limit,
+                         fds_kept_open_at_most=FD_BUDGET.limit)
         self._watching = f"watching: {names} ({mode})"
         self.notifier.ready(self._watching)
         started = time.monotonic()
@@ -291,6 +313,8 @@ class Daemon:
         self.notifier.stopping()
         for trig in self.triggers:
             trig.close()
+            FD_BUDGET.release()
+        self.triggers = []
         self.engine.close()
         for ext in self.extensions:
             ext.close()

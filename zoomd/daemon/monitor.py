@@ -7,10 +7,12 @@ on hybrid hosts, from the v1 memory cgroup its processes share.
 
 from __future__ import annotations
 
+import os
+
 from zoomd.daemon.sample import GroupSample
 from zoomd.errors import KernelFileError
 from zoomd.kernel.cgroups import CgroupMemory, CgroupReader
-from zoomd.kernel.hotfile import HotFile, HotFileCache
+from zoomd.kernel.hotfile import HotFileCache
 from zoomd.kernel.psi import parse_psi
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -44,23 +46,25 @@ class GroupMonitor:
     def __init__(self, path: str, reader: CgroupReader) -> None:
         self.path = path
         self.reader = reader
-        self._pressure: HotFile | None = None
         self._v1_path: str | None = None
         self._v1_checked = -1e9
-        self._files = HotFileCache()  # memory files re-read every tick, kept open
-        if path != "/":
-            self._pressure = HotFile(reader.root.join(
-                f"{reader.layout.v2_dir(path)}/memory.pressure"), bufsize=512)
+        self._pressure_path = reader.root.join(
+            "/proc/pressure/memory" if path == "/"
+            else f"{reader.layout.v2_dir(path)}/memory.pressure")
+        # Kept open (within the descriptor budget) and re-read every tick; the pressure
+        # file apart, as a move of the group's processes between v1 groups drops only
+        # the memory files.
+        self._pressure = HotFileCache()
+        self._files = HotFileCache()
+        if path != "/" and not os.path.exists(self.pressure_path):
+            raise KernelFileError(self.pressure_path, "missing")
 
     @property
     def pressure_path(self) -> str:
-        if self.path == "/":
-            return self.reader.root.join("/proc/pressure/memory")
-        return self.reader.root.join(f"{self.reader.layout.v2_dir(self.path)}/memory.pressure")
+        return self._pressure_path
 
     def close(self) -> None:
-        if self._pressure is not None:
-            self._pressure.close()
+        self._pressure.close()
         self._files.close()
 
     def _text_of(self, kernel_path: str) -> str | None:
@@ -109,8 +113,11 @@ class GroupMonitor:
                 effective_available=estimate.effective_available,
                 all_swap_ram_backed=host.all_ram_backed,
             )
-        assert self._pressure is not None
-        psi = parse_psi(self._pressure.read(), self._pressure.path)
+        pressure_path = self.pressure_path
+        text = self._pressure.text(pressure_path)
+        if text is None:
+            raise KernelFileError(pressure_path, "missing")
+        psi = parse_psi(text, pressure_path)
         mem = self._memory(host.monotonic)
         refaults = pgscan = None
         effective: int | None = estimate.effective_available

@@ -8,8 +8,70 @@ reads from offset 0 into one buffer size chosen from the first read.
 from __future__ import annotations
 
 import os
+import resource
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel.root import read_text_once
+
+# Descriptors left for everything that is not kept open: reads of files seen once
+# (ranking, /proc/PID), a kill's pidfds, sockets, the validating child's pipe.
+MIN_RESERVE = 256
+
+
+def budget_for(soft_limit: int) -> int:
+    """How many descriptors may be kept open under a soft RLIMIT_NOFILE."""
+    reserve = max(MIN_RESERVE, soft_limit // 4)
+    return max(0, soft_limit - reserve)
+
+
+class FdBudget:
+    """How many descriptors watched groups may keep open (hot files, PSI triggers).
+
+    systemd starts services with a soft limit of 1,024: four files and a trigger per
+    watched group would run out at ~200 groups, and every read after that (including
+    the host's own) would fail with EMFILE. Past the budget a group's files are read
+    open-read-close instead: slower, never blind.
+    """
+
+    __slots__ = ("held", "limit", "refused")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.refused = 0  # acquisitions turned down, for the log and the benchmarks
+
+    def acquire(self) -> bool:
+        if self.held >= self.limit:
+            self.refused += 1
+            return False
+        self.held += 1
+        return True
+
+    def release(self) -> None:
+        if self.held > 0:
+            self.held -= 1
+
+
+def _soft_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+SHARED = FdBudget(budget_for(_soft_limit()))
+
+
+def raise_fd_limit(budget: FdBudget = SHARED) -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit (zoomd polls, never select()s, so high
+    descriptors are safe) and the budget sized to it; returns (soft, budget)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass  # keep the soft limit we have; the budget follows it
+    budget.limit = budget_for(soft if soft != resource.RLIM_INFINITY else 1 << 20)
+    return soft, budget.limit
 
 
 class HotFile:
@@ -72,22 +134,28 @@ class HotFileCache:
     """Files of groups the daemon watches every tick, opened once on first use.
 
     `text(path)` is None for a file that does not exist (or vanished with its group),
-    so callers treat "not there" exactly as when they read through a Root.
+    so callers treat "not there" exactly as when they read through a Root. Each open
+    file takes one descriptor from `budget`; once it is spent, files are read
+    open-read-close on every call.
     """
 
-    __slots__ = ("_files",)
+    __slots__ = ("_budget", "_files")
 
-    def __init__(self) -> None:
+    def __init__(self, budget: FdBudget | None = None) -> None:
         self._files: dict[str, HotFile] = {}
+        self._budget = budget if budget is not None else SHARED
 
     def text(self, path: str) -> str | None:
         hot = self._files.get(path)
         if hot is None:
             if not os.path.exists(path):
                 return None
+            if not self._budget.acquire():
+                return read_text_once(path)
             try:
                 hot = HotFile(path, bufsize=4096)
             except KernelFileError:
+                self._budget.release()
                 if not os.path.exists(path):
                     return None
                 raise
@@ -95,14 +163,19 @@ class HotFileCache:
         try:
             return hot.read()
         except KernelFileError:
-            self._files.pop(path).close()
+            self._drop(path)
             if not os.path.exists(path):
                 return None  # the group went away between ticks
             raise
 
+    def _drop(self, path: str) -> None:
+        self._files.pop(path).close()
+        self._budget.release()
+
     def close(self) -> None:
         for hot in self._files.values():
             hot.close()
+            self._budget.release()
         self._files.clear()
 
     def __len__(self) -> int:

@@ -36,6 +36,29 @@ def _read_all(path: str) -> bytes:
         os.close(fd)
 
 
+def read_text_once(full: str, absent_ok: bool = True) -> str | None:
+    """Open, read, close one file by its full path; failures become a KernelFileError
+    naming it, absence None when `absent_ok`."""
+    try:
+        data = _read_all(full)
+    except FileNotFoundError:
+        if absent_ok:
+            return None
+        raise KernelFileError(full, "missing") from None
+    except PermissionError:
+        raise KernelFileError(full, "permission denied") from None
+    except OSError as exc:
+        # ENOTDIR: a parent is no directory (absent); ESRCH: /proc/PID of a process
+        # that exited after the open; ENODEV: a cgroup file after its rmdir.
+        if absent_ok and exc.errno in (errno.ENOTDIR, errno.ESRCH, errno.ENODEV):
+            return None
+        raise KernelFileError(full, f"unreadable ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise KernelFileError(full, "not valid UTF-8 text") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Root:
     """A filesystem root under which kernel paths are resolved."""
@@ -66,25 +89,7 @@ class Root:
         return self._read(kernel_path, absent_ok=True)
 
     def _read(self, kernel_path: str, absent_ok: bool) -> str | None:
-        full = self.join(kernel_path)
-        try:
-            data = _read_all(full)
-        except FileNotFoundError:
-            if absent_ok:
-                return None
-            raise KernelFileError(full, "missing") from None
-        except PermissionError:
-            raise KernelFileError(full, "permission denied") from None
-        except OSError as exc:
-            # ENOTDIR: a parent is no directory (absent); ESRCH: /proc/PID of a process
-            # that exited after the open; ENODEV: a cgroup file after its rmdir.
-            if absent_ok and exc.errno in (errno.ENOTDIR, errno.ESRCH, errno.ENODEV):
-                return None
-            raise KernelFileError(full, f"unreadable ({exc.strerror or exc})") from None
-        try:
-            return data.decode("utf-8", errors="strict")
-        except UnicodeDecodeError:
-            raise KernelFileError(full, "not valid UTF-8 text") from None
+        return read_text_once(self.join(kernel_path), absent_ok)
 
     def exists(self, kernel_path: str) -> bool:
         return os.path.exists(self.join(kernel_path))
