@@ -148,10 +148,11 @@ class HotFileCache:
     def text(self, path: str) -> str | None:
         hot = self._files.get(path)
         if hot is None:
-            if not os.path.exists(path):
-                return None
             if not self._budget.acquire():
-                return read_text_once(path)
+                return read_text_once(path)  # absent: None, as below
+            if not os.path.exists(path):
+                self._budget.release()
+                return None
             try:
                 hot = HotFile(path, bufsize=4096)
             except KernelFileError:
