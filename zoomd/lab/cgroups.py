@@ -32,6 +32,7 @@ from zoomd.lab.sysfs import (
 # process is inside every limit before the program allocates anything. A shell
 # trampoline rather than preexec_fn, because preexec_fn is unsafe with threads running
 # (the timeline recorder is one).
+JOIN_TIMEOUT_S = 10.0
 _TRAMPOLINE = (
     'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 126; shift; '
     'n=$((n - 1)); done; exec "$@"'
@@ -144,7 +145,28 @@ class LabCgroups:
         popen_kwargs.setdefault("start_new_session", True)
         proc: subprocess.Popen[Any] = subprocess.Popen(cmd, **popen_kwargs)
         self._procs.append(proc)
+        self._wait_joined(proc, files)
         return proc
+
+    @staticmethod
+    def _wait_joined(proc: subprocess.Popen[Any], files: list[str],
+                     timeout: float = JOIN_TIMEOUT_S) -> None:
+        """Return once the trampoline has written itself into every group: callers look
+        at the group next (populated, cgroup.procs), and a process still on its way in
+        read as an empty group (a test once saw its victim "killed" before the daemon
+        had started)."""
+        deadline = time.monotonic() + timeout
+        pid = str(proc.pid)
+        while True:
+            if all(pid in read_text(f).split() for f in files):
+                return
+            if proc.poll() is not None:
+                if proc.returncode != 126:
+                    return  # joined, ran and ended already: nothing to wait for
+                raise LabError(f"{files[0]}: the process could not join its group")
+            if time.monotonic() > deadline:
+                raise LabError(f"{files[0]}: pid {pid} not in the group after {timeout:.0f} s")
+            time.sleep(0.002)
 
     # -- inspection ------------------------------------------------------------
     def populated(self, child: LabChild | None = None) -> bool:
