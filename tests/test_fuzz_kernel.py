@@ -41,7 +41,7 @@ from zoomd.kernel.keyvalue import parse_name_values
 from zoomd.kernel.meminfo import parse_meminfo
 from zoomd.kernel.mountinfo import parse_mountinfo
 from zoomd.kernel.proc_cgroup import parse_proc_cgroup
-from zoomd.kernel.psi import parse_psi
+from zoomd.kernel.psi import parse_psi, parse_psi_fields
 from zoomd.kernel.swaps import parse_swaps, unescape_octal
 from zoomd.kernel.vmstat import parse_vmstat
 from zoomd.kernel.zoneinfo import parse_zoneinfo
@@ -72,6 +72,24 @@ def test_psi_round_trip(some, full) -> None:
     else:
         assert psi.full is not None
         assert (psi.full.avg10, psi.full.avg60, psi.full.avg300, psi.full.total_us) == full
+
+
+@FUZZ
+@given(st.one_of(PSI_LINE.flatmap(lambda s: st.just(render_psi(s, s))),
+                 PSI_LINE.map(lambda s: render_psi(s, None)),
+                 PSI_LINE.flatmap(lambda s: mutated(render_psi(s, s)))))
+def test_psi_fast_path_agrees_with_the_field_parse(text) -> None:
+    """The whole-file fast path for the kernel's own layout gives what the field-by-field
+    parse gives, and refuses nothing that one accepts (it hands it over)."""
+    count("psi fast path = field parse")
+    try:
+        expected = parse_psi_fields(text, "p")
+    except KernelFileError as exc:
+        with pytest.raises(KernelFileError) as caught:
+            parse_psi(text, "p")
+        assert str(caught.value) == str(exc)
+        return
+    assert parse_psi(text, "p") == expected
 
 
 @FUZZ

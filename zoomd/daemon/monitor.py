@@ -56,6 +56,7 @@ class GroupMonitor:
         # the memory files.
         self._pressure = HotFileCache()
         self._files = HotFileCache()
+        self._joined: dict[str, str] = {}  # kernel path -> path under the root, per file
         if path != "/" and not os.path.exists(self.pressure_path):
             raise KernelFileError(self.pressure_path, "missing")
 
@@ -68,17 +69,21 @@ class GroupMonitor:
         self._files.close()
 
     def _text_of(self, kernel_path: str) -> str | None:
-        return self._files.text(self.reader.root.join(kernel_path))
+        full = self._joined.get(kernel_path)
+        if full is None:
+            full = self._joined[kernel_path] = self.reader.root.join(kernel_path)
+        return self._files.text(full)
 
     def _memory(self, now: float) -> CgroupMemory | None:
         """`now`: the snapshot's clock, so a replay refreshes exactly when the daemon did."""
         reader = self.reader
         if reader.layout.memory_on_v2:
-            return reader.memory_v2(self.path, self._text_of, SAMPLED_FIELDS)
+            return reader.memory_v2(self.path, self._text_of, SAMPLED_FIELDS, with_swap=False)
         if now - self._v1_checked > V1_PATH_REFRESH_S:
             v1_path = reader.v1_memory_path(self.path)
             if v1_path != self._v1_path:
                 self._files.close()  # the group's processes moved: drop the old files
+                self._joined.clear()
             self._v1_path = v1_path
             self._v1_checked = now
         if self._v1_path and self._v1_path != "/":

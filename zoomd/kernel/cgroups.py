@@ -130,6 +130,8 @@ def _int_of(text_of: TextOf, root: Root, path: str, name: str) -> int | None:
     value = text.strip(" \t\n")
     if value == "max":
         return None
+    if value.isascii() and value.isdigit():
+        return int(value)  # what the kernel prints; the path is joined only for an error
     return parse_uint(root.join(path), name, value)
 
 
@@ -213,9 +215,11 @@ class CgroupReader:
         return self._memory_procs(cgpath)
 
     def memory_v2(self, cgpath: str, text_of: TextOf | None = None,
-                  fields: tuple[str, ...] | None = None) -> CgroupMemory | None:
+                  fields: tuple[str, ...] | None = None,
+                  with_swap: bool = True) -> CgroupMemory | None:
         """v2 memory figures; `text_of` lets the daemon read through kept-open files;
-        `fields`: only these memory.stat fields (the monitor needs 5 of ~60)."""
+        `fields`: only these memory.stat fields (the monitor needs 5 of ~60);
+        `with_swap` off: memory.swap.current not read (a sample has no use for it)."""
         text_of = text_of or self.root.read_optional
         directory = self.layout.v2_dir(cgpath)
         stat_text = text_of(f"{directory}/memory.stat")
@@ -225,7 +229,7 @@ class CgroupReader:
         stat = parse_name_values(stat_text, stat_path) if fields is None else \
             pick_values(stat_text, stat_path, fields)
         swap = _int_of(text_of, self.root, f"{directory}/memory.swap.current",
-                       "memory.swap.current")
+                       "memory.swap.current") if with_swap else None
         if swap is not None:
             stat.setdefault("swap", swap)
         return CgroupMemory(

@@ -14,6 +14,10 @@ from zoomd.kernel.keyvalue import kernel_fields, kernel_lines, parse_uint
 from zoomd.kernel.root import Root
 
 _AVG = re.compile(r"[0-9]+(\.[0-9]+)?")
+_LINE = r"avg10=([0-9]+\.[0-9]+) avg60=([0-9]+\.[0-9]+) avg300=([0-9]+\.[0-9]+) total=([0-9]+)\n"
+# The whole file exactly as the kernel prints it (a watched group's is parsed every
+# tick); anything else, older or newer, goes through the field-by-field parse.
+_KERNEL_LAYOUT = re.compile(f"some {_LINE}(?:full {_LINE})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,19 @@ def _parse_line(path: str, kind: str, fields: list[str]) -> PsiLine:
 
 def parse_psi(text: str, path: str) -> Psi:
     """Parse the text of a pressure file."""
+    m = _KERNEL_LAYOUT.fullmatch(text)
+    if m is not None:
+        g = m.groups()
+        some = PsiLine(float(g[0]), float(g[1]), float(g[2]), int(g[3]))
+        full = None if g[4] is None else PsiLine(float(g[4]), float(g[5]), float(g[6]),
+                                                 int(g[7]))
+        return Psi(some=some, full=full)
+    return parse_psi_fields(text, path)
+
+
+def parse_psi_fields(text: str, path: str) -> Psi:
+    """The field-by-field parse: any order, extra fields and lines tolerated, and an
+    error naming the field for anything unreadable."""
     lines: dict[str, PsiLine] = {}
     for raw in kernel_lines(text):
         parts = kernel_fields(raw)
