@@ -192,6 +192,29 @@ def test_a_group_holding_a_kernel_thread_is_never_chosen(lab) -> None:
     assert all(not call[1].endswith("/lab/workload") for call in backend.calls)
 
 
+def test_an_unreadable_head_candidate_is_skipped_not_fatal(lab, monkeypatch) -> None:
+    """A top-ranked group whose processes cannot be checked for kernel threads is
+    skipped as unreadable and the next one chosen, as collect() skips one it cannot
+    read (found in review: the error escaped and the policy never acted)."""
+    from zoomd.errors import KernelFileError
+
+    real = Root.read_optional
+
+    def read_optional(self, path):
+        if path == "/proc/200/stat":
+            raise KernelFileError(self.join(path), "permission denied")
+        return real(self, path)
+
+    monkeypatch.setattr(Root, "read_optional", read_optional)
+    backend = RecordingBackend()
+    engine, _ = make_engine(lab, config(), backend)
+    d = Driver(lab, engine)
+    d.full_pct, d.refault_pages_s = 60.0, 40_000
+    records = d.run(6.0)
+    assert records and records[0]["victim"] == "/lab/compressible"
+    assert records[0]["skipped"]["/lab/workload"].startswith("unreadable: ")
+
+
 def test_freeze_then_thaw_when_clear(lab) -> None:
     backend = RecordingBackend()
     cfg = config(action="freeze", thaw_after="3s")

@@ -162,3 +162,17 @@ def test_daemon_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path: Path,
     assert proc.returncode == 0
     assert '"fd_limit": 4096' in proc.stderr
     assert "tick skipped" not in proc.stderr and "the rest polled" not in proc.stderr
+
+
+def test_a_cache_dropped_without_close_gives_its_descriptors_back(tmp_path: Path) -> None:
+    import gc
+
+    budget = FdBudget(5)
+    path = tmp_path / "f"
+    path.write_text("x\n")
+    for _ in range(7):
+        cache = HotFileCache(budget)
+        assert cache.text(str(path)) == "x\n"
+        del cache
+    gc.collect()
+    assert budget.held == 0 and budget.refused == 0

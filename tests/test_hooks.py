@@ -107,3 +107,26 @@ def test_desktop_notification_hook_ignores_non_user_groups() -> None:
                                          "PATH": os.environ["PATH"]},
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stdout == ""
+
+
+def test_hooks_get_the_soft_descriptor_limit_zoomd_was_started_with(tmp_path,
+                                                                    monkeypatch) -> None:
+    """zoomd raises its own soft RLIMIT_NOFILE; a hook (which may select() or close
+    every descriptor up to the limit) runs under the one zoomd was started with."""
+    from zoomd.daemon import hooks as hooks_mod
+
+    out = tmp_path / "limit"
+    code = ("import resource, sys; open(sys.argv[1], 'w').write("
+            "' '.join(map(str, resource.getrlimit(resource.RLIMIT_NOFILE))))")
+    hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[1]
+    monkeypatch.setattr(hooks_mod, "started_soft_limit", lambda: 321)
+    runs = HookRunner((hook([sys.executable, "-c", code, str(out)]),)).before(RECORD)
+    assert runs[0].returncode == 0, runs
+    assert out.read_text() == f"321 {hard}"
+    # A command found on PATH, and one that is not there, behave as when run directly.
+    runs = HookRunner((hook(["true"]),)).before(RECORD)
+    assert runs[0].returncode == 0 and runs[0].error is None
+    runs = HookRunner((hook(["zoomd-no-such-hook"]),)).before(RECORD)
+    assert runs[0].error and "zoomd-no-such-hook" in runs[0].error
+    runs = HookRunner((hook(["/nonexistent/zoomd-hook"]),)).before(RECORD)
+    assert runs[0].error and "/nonexistent/zoomd-hook" in runs[0].error

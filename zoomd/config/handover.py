@@ -141,7 +141,10 @@ class PendingLoad:
     def wait(self) -> None:
         """Block until the child is done (or has overrun CHILD_TIMEOUT_S)."""
         while not self.done:
-            select.select(self.fds(), [], [], 1.0)
+            poller = select.poll()  # not select(): the daemon's descriptors may pass 1,024
+            for fd in self.fds():
+                poller.register(fd, select.POLLIN)
+            poller.poll(1000)
 
     def cancel(self) -> None:
         """Kill and reap the child (the daemon is stopping)."""

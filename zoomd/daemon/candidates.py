@@ -355,7 +355,12 @@ def drop_kernel_thread_holders(reader: CgroupReader, ranked: list[Candidate],
         if len(out) >= verify:
             out.extend(ranked[i:])
             break
-        if has_kernel_thread(reader, cand.path):
+        try:
+            holds = has_kernel_thread(reader, cand.path)
+        except ZoomdError as exc:  # as collect() skips a group it cannot read
+            skipped[cand.path] = f"unreadable: {exc}"
+            continue
+        if holds:
             skipped[cand.path] = "holds a kernel thread"
         else:
             out.append(cand)

@@ -8,14 +8,43 @@ run for dry-run decisions unless the hook says `dry_run = true`.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from zoomd.daemon.globs import compile_glob
+from zoomd.kernel.hotfile import started_soft_limit
+
+# Puts RLIMIT_NOFILE's soft limit back to what zoomd was started with, then execs the
+# hook (argv: soft limit, program path, the hook's own argv). subprocess has no rlimit
+# option and preexec_fn is unsafe with threads (the trace writer is one); an isolated
+# interpreter without site starts in a few milliseconds.
+_WITH_SOFT_NOFILE = (
+    "import os, resource, sys\n"
+    "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), hard))\n"
+    "os.execv(sys.argv[2], sys.argv[3:])\n"
+)
+
+
+def hook_argv(command: tuple[str, ...] | list[str], path: str) -> list[str]:
+    """The argv to spawn: the hook's own, or the hook under the soft descriptor limit
+    zoomd was started with when zoomd raised its own (see kernel/hotfile.py)."""
+    argv = list(command)
+    soft = started_soft_limit()
+    if soft is None:
+        return argv
+    program = shutil.which(argv[0], path=path) if "/" not in argv[0] else argv[0]
+    if program is None or not os.access(program, os.X_OK):
+        # Reported as spawning it directly would be: the record names the command.
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+    return [sys.executable, "-I", "-S", "-c", _WITH_SOFT_NOFILE, str(soft), program, *argv]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +117,10 @@ class HookRunner:
 
     def _spawn(self, hook: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
         full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env}
-        return subprocess.Popen(list(hook.command), env=full_env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                close_fds=True, start_new_session=True)
+        return subprocess.Popen(hook_argv(hook.command, full_env["PATH"]), env=full_env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, close_fds=True,
+                                start_new_session=True)
 
     def before(self, record: Mapping[str, Any]) -> list[HookRun]:
         """Run "before" hooks, each waited for at most its timeout."""

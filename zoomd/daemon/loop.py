@@ -26,9 +26,8 @@ from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
 from zoomd.daemon.stalls import open_policy_stalls
 from zoomd.errors import ZoomdError
 from zoomd.host import HostReader
+from zoomd.kernel import hotfile
 from zoomd.kernel.cgroups import CgroupReader
-from zoomd.kernel.hotfile import SHARED as FD_BUDGET
-from zoomd.kernel.hotfile import raise_fd_limit
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.root import Root
 
@@ -96,7 +95,7 @@ class Daemon:
     # -- set-up -------------------------------------------------------------------------
     def _protect_self(self) -> None:
         d = self.config.daemon
-        self._fd_limit, _budget = raise_fd_limit()
+        self._fd_limit, _budget = hotfile.raise_fd_limit()
         if not self.root.is_live:
             return
         err = set_oom_score_adj(d.oom_score_adj)
@@ -110,7 +109,7 @@ class Daemon:
     def _arm_triggers(self) -> None:
         for trig in self.triggers:
             trig.close()
-            FD_BUDGET.release()
+            hotfile.SHARED.release()
         self.triggers = []
         if not self.config.daemon.psi_triggers or not self.root.is_live:
             return  # a captured tree's pressure files are plain files: never write them
@@ -118,12 +117,12 @@ class Daemon:
         failed: list[str] = []
         over_budget = 0
         for path in paths:
-            if not FD_BUDGET.acquire():
+            if not hotfile.SHARED.acquire():
                 over_budget += 1
                 continue
             trig, err = open_trigger(path)
             if trig is None:
-                FD_BUDGET.release()
+                hotfile.SHARED.release()
                 failed.append(err or path)
             else:
                 self.triggers.append(trig)
@@ -221,7 +220,7 @@ class Daemon:
         self.logger.info(f"zoomd started ({mode})", policies=names,
                          config=",".join(self.config_files), scope=self.scope,
                          triggers=len(self.triggers), fd_limit=self._fd_limit,
-                         fds_kept_open_at_most=FD_BUDGET.limit)
+                         fds_kept_open_at_most=hotfile.SHARED.limit)
         self._watching = f"watching: {names} ({mode})"
         self.notifier.ready(self._watching)
         started = time.monotonic()
@@ -313,7 +312,7 @@ class Daemon:
         self.notifier.stopping()
         for trig in self.triggers:
             trig.close()
-            FD_BUDGET.release()
+            hotfile.SHARED.release()
         self.triggers = []
         self.engine.close()
         for ext in self.extensions:

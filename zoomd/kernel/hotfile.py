@@ -60,18 +60,32 @@ def _soft_limit() -> int:
 SHARED = FdBudget(budget_for(_soft_limit()))
 
 
-def raise_fd_limit(budget: FdBudget = SHARED) -> tuple[int, int]:
+_started_with: list[int] = []  # the soft limit zoomd was started with, once raised
+
+
+def raise_fd_limit(budget: FdBudget | None = None) -> tuple[int, int]:
     """Soft RLIMIT_NOFILE up to the hard limit (zoomd polls, never select()s, so high
-    descriptors are safe) and the budget sized to it; returns (soft, budget)."""
+    descriptors are safe) and the budget sized to it; returns (soft, budget).
+
+    Programs zoomd starts (hooks) get the soft limit it was started with back: one
+    that select()s or closes every descriptor up to the limit expects ~1,024."""
+    budget = budget if budget is not None else SHARED
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            if not _started_with:
+                _started_with.append(soft)
             soft = hard
         except (OSError, ValueError):
             pass  # keep the soft limit we have; the budget follows it
     budget.limit = budget_for(soft if soft != resource.RLIM_INFINITY else 1 << 20)
     return soft, budget.limit
+
+
+def started_soft_limit() -> int | None:
+    """The soft RLIMIT_NOFILE before raise_fd_limit raised it; None if it did not."""
+    return _started_with[0] if _started_with else None
 
 
 class HotFile:
@@ -181,3 +195,6 @@ class HotFileCache:
 
     def __len__(self) -> int:
         return len(self._files)
+
+    def __del__(self) -> None:
+        self.close()  # a cache dropped without close() gives its descriptors back too

@@ -163,7 +163,8 @@ class LabCgroups:
             if proc.poll() is not None:
                 if proc.returncode != 126:
                     return  # joined, ran and ended already: nothing to wait for
-                raise LabError(f"{files[0]}: the process could not join its group")
+                raise LabError(f"{files[0]}: the process exited with 126 before it was "
+                               "seen in its group (it could not join, or not be run)")
             if time.monotonic() > deadline:
                 raise LabError(f"{files[0]}: pid {pid} not in the group after {timeout:.0f} s")
             time.sleep(0.002)
