@@ -38,7 +38,7 @@ class FdBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
-        self.refused = 0  # acquisitions turned down, for the log and the benchmarks
+        self.refused = 0  # acquisitions turned down (benchmarks/cost.py reports them)
 
     def acquire(self) -> bool:
         if self.held >= self.limit:
@@ -52,12 +52,11 @@ class FdBudget:
             self.held -= 1
 
 
-def _soft_limit() -> int:
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+def _finite(limit: int) -> int:
+    return limit if limit != resource.RLIM_INFINITY else 1 << 20
 
 
-SHARED = FdBudget(budget_for(_soft_limit()))
+SHARED = FdBudget(budget_for(_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[0])))
 
 
 _started_with: list[int] = []  # the soft limit zoomd was started with, once raised
@@ -79,7 +78,7 @@ def raise_fd_limit(budget: FdBudget | None = None) -> tuple[int, int]:
             soft = hard
         except (OSError, ValueError):
             pass  # keep the soft limit we have; the budget follows it
-    budget.limit = budget_for(soft if soft != resource.RLIM_INFINITY else 1 << 20)
+    budget.limit = budget_for(_finite(soft))
     return soft, budget.limit
 
 
