@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 
+from zoomd.kernel.keyvalue import is_decimal
+
 
 class Notifier:
     """Sends datagrams to $NOTIFY_SOCKET when it is set; silent otherwise."""
@@ -16,7 +18,7 @@ class Notifier:
         pid = env.get("WATCHDOG_PID")
         ours = pid is None or pid == str(os.getpid())
         # isascii: "²".isdigit() is True and int("²") raises.
-        valid = usec.isascii() and usec.isdigit() and int(usec) > 0
+        valid = is_decimal(usec) and int(usec) > 0
         self.watchdog_interval = int(usec) / 2e6 if valid and ours else None
         self._sock: socket.socket | None = None
         if self.address:

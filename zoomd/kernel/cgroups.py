@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import kernel_fields, parse_name_values, parse_uint, pick_values
+from zoomd.kernel.keyvalue import (
+    is_decimal,
+    kernel_fields,
+    parse_name_values,
+    parse_uint,
+    pick_values,
+)
 from zoomd.kernel.mountinfo import Mount, read_mountinfo
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.psi import Psi, parse_psi
@@ -130,7 +136,7 @@ def _int_of(text_of: TextOf, root: Root, path: str, name: str) -> int | None:
     value = text.strip(" \t\n")
     if value == "max":
         return None
-    if value.isascii() and value.isdigit():
+    if is_decimal(value):
         return int(value)  # what the kernel prints; the path is joined only for an error
     return parse_uint(root.join(path), name, value)
 

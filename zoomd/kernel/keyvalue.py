@@ -17,13 +17,13 @@ import re
 from zoomd.errors import KernelFileError
 
 _INT = re.compile(r"-?[0-9]+")
-_UINT = re.compile(r"[0-9]+")
 _BLANKS = re.compile(r"[ \t]+")
 
 
 def is_decimal(text: str) -> bool:
-    """True for a non-empty run of ASCII digits (what the kernel prints for %u)."""
-    return _UINT.fullmatch(text) is not None
+    """True for a non-empty run of ASCII digits (what the kernel prints for %u).
+    str.isdigit() alone also takes "٣" and "²"; on ASCII text it is exactly [0-9]+."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_int(path: str, field: str, text: str) -> int:
@@ -35,7 +35,7 @@ def parse_int(path: str, field: str, text: str) -> int:
 
 def parse_uint(path: str, field: str, text: str) -> int:
     """An unsigned decimal integer as the kernel prints it (%u, %lu, %llu)."""
-    if _UINT.fullmatch(text) is None:
+    if not is_decimal(text):
         what = "a non-negative integer" if _INT.fullmatch(text) else "an integer"
         raise KernelFileError(path, f"expected {what}, got {text!r}", field)
     return int(text)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from zoomd.kernel.keyvalue import is_decimal
+
 USEC_PER_SEC = 1_000_000
 USEC_INFINITY = (1 << 64) - 1
 UINT32_MAX = (1 << 32) - 1
@@ -118,14 +120,9 @@ def format_timespan(usec: int, accuracy: int = USEC_PER_SEC) -> str:
     return " ".join(parts)
 
 
-def _digits(text: str) -> bool:
-    """ASCII decimal digits only: str.isdigit() also takes "٣" (3) and "²" (int() fails)."""
-    return text.isascii() and text.isdigit()
-
-
 def _whole(text: str, symbol: str) -> int:
     body = text[: -len(symbol)]
-    if not _digits(body):
+    if not is_decimal(body):
         raise ValueError(f"invalid value {text!r}")
     return int(body)
 
@@ -133,7 +130,7 @@ def _whole(text: str, symbol: str) -> int:
 def _with_places(text: str, symbol: str, places: int) -> int:
     body = text[: -len(symbol)]
     whole, dot, frac = body.partition(".")
-    if not _digits(whole) or (dot and not (_digits(frac) and 1 <= len(frac) <= places)):
+    if not is_decimal(whole) or (dot and not (is_decimal(frac) and 1 <= len(frac) <= places)):
         raise ValueError(f"invalid value {text!r}")
     return int(whole) * 10**places + int((frac or "0").ljust(places, "0"))
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from zoomd.actions.backend import ActionBackend
 from zoomd.actions.outcome import ActionOutcome
+from zoomd.kernel.keyvalue import is_decimal
 
 OOMS = "user.oomd_ooms"
 KILL = "user.oomd_kill"
@@ -22,7 +23,7 @@ KILL = "user.oomd_kill"
 def _counter(text: str) -> bool:
     """A uint64 in ASCII decimal. A cgroup's owner can set its user.* xattrs: isdigit()
     alone takes "²" and int() refuses more than 4300 digits, ValueErrors in the kill path."""
-    return text.isascii() and text.isdigit() and len(text) <= 20
+    return is_decimal(text) and len(text) <= 20
 
 
 def read_counter(directory: str, name: str) -> int:
