@@ -172,16 +172,16 @@ class PendingLoad:
         return _answer(returncode, bytes(self._out[self._stdout_fd]),
                        bytes(self._out[self._stderr_fd]))
 
+
 def _unpack(answer: object) -> tuple[runtime.Config, list[str]]:
-    if isinstance(answer, tuple) and answer and answer[0] == "ok":
-        _, config, files = answer
-        if isinstance(config, runtime.Config):
-            return config, list(files)
-    elif isinstance(answer, tuple) and answer and answer[0] == "config-error":
-        _, path, key, reason = answer
-        raise ConfigError(path, key, reason)
-    elif isinstance(answer, tuple) and answer and answer[0] == "error":
-        raise ZoomdError(str(answer[1]))
+    if isinstance(answer, tuple) and len(answer) >= 2:
+        kind = answer[0]
+        if kind == "ok" and len(answer) == 3 and isinstance(answer[1], runtime.Config):
+            return answer[1], list(answer[2])
+        if kind == "config-error" and len(answer) == 4:
+            raise ConfigError(*answer[1:])
+        if kind == "error":
+            raise ZoomdError(str(answer[1]))
     raise ZoomdError("configuration: unexpected answer from the validating child")
 
 

@@ -106,11 +106,14 @@ class Daemon:
             if err:
                 self.logger.warning("cannot lock zoomd's memory", error=err)
 
-    def _arm_triggers(self) -> None:
+    def _close_triggers(self) -> None:
         for trig in self.triggers:
             trig.close()
             hotfile.SHARED.release()
         self.triggers = []
+
+    def _arm_triggers(self) -> None:
+        self._close_triggers()
         if not self.config.daemon.psi_triggers or not self.root.is_live:
             return  # a captured tree's pressure files are plain files: never write them
         paths = sorted(set(self.engine.monitored_pressure_paths()))
@@ -310,10 +313,7 @@ class Daemon:
             for outcome in self.engine.thaw_all():
                 self.logger.info("thawed on exit", target=outcome.target, ok=outcome.ok)
         self.notifier.stopping()
-        for trig in self.triggers:
-            trig.close()
-            hotfile.SHARED.release()
-        self.triggers = []
+        self._close_triggers()
         self.engine.close()
         for ext in self.extensions:
             ext.close()
