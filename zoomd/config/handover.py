@@ -1,11 +1,12 @@
 """Load zoomd.toml for the daemon without pydantic in the daemon's process.
 
-The daemon runs `python -m zoomd.config.handover` as a short-lived child: the child
-reads and validates the configuration with the pydantic schema, exactly as
-`zoomd check` does, and hands back zoomd/config/runtime.py's plain dataclasses
-(pickled over a pipe between the daemon and its own child). Pydantic and its
-validators (~18 MiB resident) live and die with the child. The child's errors come
-back as the same one-line ConfigError, naming the file and the key.
+The daemon runs zoomd.config.handover as a short-lived, isolated child (`python -I`,
+the daemon's own zoomd; zoomd/isolated.py): the child reads and validates the
+configuration with the pydantic schema, exactly as `zoomd check` does, and hands
+back zoomd/config/runtime.py's plain dataclasses (pickled over a pipe between the
+daemon and its own child). Pydantic and its validators (~18 MiB resident) live and
+die with the child. The child's errors come back as the same one-line ConfigError,
+naming the file and the key.
 """
 
 from __future__ import annotations
@@ -21,36 +22,22 @@ from collections.abc import Callable
 
 from zoomd.config import runtime
 from zoomd.errors import ConfigError, ZoomdError
+from zoomd.isolated import child_env, module_argv
 
 CHILD_TIMEOUT_S = 60.0  # a host deep in reclaim can take a while to start Python
 
 
-def _child_path() -> str:
-    """The daemon's own import path, in its order, for the child (a vendored pydantic
-    ahead of the system's, as the .deb's launcher puts it), and zoomd's folder."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    folders = [*(p for p in sys.path if p and os.path.isdir(p)), package_parent]
-    return os.pathsep.join(dict.fromkeys(folders))
-
-
 def _child_argv(path: str | None, drop_ins: bool, secure: bool) -> list[str]:
-    argv = [sys.executable, "-m", "zoomd.config.handover"]
+    """Isolated (zoomd/isolated.py): the daemon runs as root and must not import a
+    zoomd or pydantic that happens to sit in its working directory."""
+    args: list[str] = []
     if path is not None:
-        argv += ["--config", path]
+        args += ["--config", path]
     if not drop_ins:
-        argv.append("--no-drop-ins")
+        args.append("--no-drop-ins")
     if secure:
-        argv.append("--secure")
-    return argv
-
-
-def _child_env() -> dict[str, str]:
-    # Not the daemon's systemd hand-offs: the child must never notify or listen.
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-           and not k.startswith("LISTEN_")}
-    env["PYTHONPATH"] = _child_path()
-    return env
+        args.append("--secure")
+    return module_argv("zoomd.config.handover", *args)
 
 
 def _answer(returncode: int | None, stdout: bytes,
@@ -91,10 +78,10 @@ class PendingLoad:
         self._out: dict[int, bytearray] = {}
         self._open: set[int] = set()
         self.error: ZoomdError | None = None
-        try:
+        try:  # child_env: no NOTIFY_SOCKET or LISTEN_* (never notify, never listen)
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 _child_argv(path, drop_ins, secure), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
         except OSError as exc:
             self.proc, self.error = None, ZoomdError(
                 f"configuration: cannot run the validating child: {exc}")

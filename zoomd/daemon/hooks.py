@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoomd.daemon.globs import compile_glob
+from zoomd.isolated import safe_path
 from zoomd.kernel.hotfile import started_soft_limit
 
 # Puts RLIMIT_NOFILE's soft limit back to what zoomd was started with, then execs the
@@ -116,7 +117,9 @@ class HookRunner:
         return out
 
     def _spawn(self, hook: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
-        full_env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **env}
+        # Absolute PATH entries only: an empty or relative one would look the program
+        # up in the daemon's working directory.
+        full_env = {"PATH": safe_path(os.environ.get("PATH")), **env}
         return subprocess.Popen(hook_argv(hook.command, full_env["PATH"]), env=full_env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, close_fds=True,

@@ -16,13 +16,13 @@ import platform
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
+from zoomd.isolated import module_argv
 from zoomd.lab.cgroups import LabCgroups, LabChild
 from zoomd.lab.lock import lab_lock
 from zoomd.lab.summary import summarize
@@ -138,7 +138,8 @@ class _Workload:
 
 
 def _workload_argv(cfg: ScenarioConfig, kind: str) -> list[str]:
-    base = [sys.executable, "-m", "zoomd.lab.workload", kind, "--duration", str(cfg.duration)]
+    # Isolated (zoomd/isolated.py): the lab runs as root, wherever it is started from.
+    base = module_argv("zoomd.lab.workload", kind, "--duration", str(cfg.duration))
     if kind == "thrash":
         return [*base, "--size", str(cfg.workload_size())]
     if kind == "compressible":

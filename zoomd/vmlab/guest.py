@@ -36,6 +36,7 @@ from zoomd.daemon.sample import GroupSample, History
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
 from zoomd.daemon.triggers import conditions_hold, window_figures
 from zoomd.host import HostReader
+from zoomd.isolated import module_argv
 from zoomd.kernel.root import Root
 from zoomd.lab.scenario import _pump
 from zoomd.lab.sysfs import read_text, run, write_text
@@ -299,8 +300,8 @@ def _oom_kills() -> int:
 
 
 def _workload_argv(spec: dict[str, Any]) -> list[str]:
-    base = [sys.executable, "-m", "zoomd.lab.workload", spec["workload"],
-            "--duration", str(spec["duration"]), "--size", str(spec["size"])]
+    base = module_argv("zoomd.lab.workload", spec["workload"],  # isolated, as in the lab
+                       "--duration", str(spec["duration"]), "--size", str(spec["size"]))
     if spec["workload"] == "compressible":
         base += ["--hot", str(spec["hot"]), "--fill-rate", str(spec.get("fill_rate", 0))]
     return base
