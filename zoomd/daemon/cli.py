@@ -18,6 +18,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from zoomd.daemon.loop import Daemon
     from zoomd.kernel.root import Root
 
+    if args.record:
+        from zoomd.trace.writer import check_trace_path
+
+        check_trace_path(args.record)  # at start-up, before the configuration is loaded
     systemd = {}
     if args.managed_oom_socket:
         systemd["system_socket"] = args.managed_oom_socket
@@ -56,5 +60,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                           "[systemd] user_socket)")
     run.add_argument("--record", metavar="FILE", default=None,
                      help="also record a trace (see `zoomd record`) of every tick and "
-                          "decision to FILE (.gz: compressed; rotated past 64M, 3 kept)")
+                          "decision to FILE (.gz: compressed; rotated past 64M, 3 kept; a "
+                          "directory, symlink, FIFO or device is refused)")
     run.set_defaults(func=_cmd_run)

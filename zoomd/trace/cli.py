@@ -31,7 +31,9 @@ def _size(text: str) -> int:
 def _cmd_record(args: argparse.Namespace) -> int:
     from zoomd.kernel.root import Root
     from zoomd.trace.recorder import record_for
+    from zoomd.trace.writer import check_trace_path
 
+    check_trace_path(args.output, args.keep)  # before anything is read or started
     if args.interval <= 0:
         raise ZoomdError("--interval must be above 0")
     return record_for(args.output, Root(args.root), interval=args.interval,
@@ -87,7 +89,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rec = sub.add_parser("record", help="record what zoomd's readers see into a trace")
     rec.add_argument("-o", "--output", required=True, metavar="FILE",
-                     help="trace file (.gz: compressed); an existing one is rotated to FILE.1")
+                     help="trace file (.gz: compressed); an existing one is rotated to FILE.1 "
+                          "(a directory, symlink, FIFO or device is refused)")
     rec.add_argument("--interval", type=_duration, default=1.0, metavar="S",
                      help="sampling interval (default 1s)")
     rec.add_argument("--duration", type=_duration, default=None, metavar="S",

@@ -15,9 +15,12 @@ import gzip
 import json
 import os
 import queue
+import stat
 import threading
 import time
 from typing import IO, Any
+
+from zoomd.errors import ZoomdError
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_KEEP = 3
@@ -25,6 +28,42 @@ DEFAULT_KEYFRAME_EVERY = 300
 FLUSH_EVERY_S = 2.0
 
 FileSets = dict[str, dict[str, str]]  # set name -> {kernel path: text}, as captured
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink"),
+          (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def trace_path_refusal(path: str, keep: int = DEFAULT_KEEP) -> str | None:
+    """Why `path` (or one of the rotated parts FILE.1 .. FILE.keep that rotation renames)
+    may not be written as a trace; None when each is a regular file or absent.
+
+    Rotation renames what is there: as root, `--record /var/log/zoomd` would move the
+    log directory, and a symlink would have root's writes land wherever it points. A
+    trace is written only to a regular file or a new name (lstat: no link followed).
+    """
+    for part in (path, *(f"{path}.{i}" for i in range(1, max(0, keep) + 1))):
+        try:
+            mode = os.lstat(part).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"{part}: cannot write the trace ({exc.strerror or exc})"
+        if stat.S_ISREG(mode):
+            continue
+        what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+        hint = "; give a file name, such as DIR/trace.jsonl" if stat.S_ISDIR(mode) else ""
+        role = "" if part == path else " (a rotated part of the trace)"
+        return f"{part}: is {what}{role}, not a regular file: refused as a trace{hint}"
+    return None
+
+
+def check_trace_path(path: str, keep: int = DEFAULT_KEEP) -> None:
+    """At start-up: ZoomdError (one line, exit 2) unless `path` may be written as a trace."""
+    reason = trace_path_refusal(path, keep)
+    if reason is not None:
+        raise ZoomdError(reason)
 
 
 def _dumps(data: dict[str, Any]) -> bytes:
@@ -58,12 +97,20 @@ class TraceFile:
         self._raw: IO[bytes] | None = None
         self._out: IO[bytes] | None = None
         self._last_flush = 0.0
+        self._reopen = False  # a rotation failed half-way: reopen before the next line
+        check_trace_path(path, keep)
         self._open()
 
     # -- files --------------------------------------------------------------------------
     def _shift_old(self) -> None:
-        """FILE -> FILE.1 -> FILE.2 ...; at most `keep` old parts are kept."""
-        if not os.path.exists(self.path):
+        """FILE -> FILE.1 -> FILE.2 ...; at most `keep` old parts are kept.
+
+        Checked again at every rotation (what is there may have changed since start-up);
+        an OSError here is a write error the writer thread counts, as for a full disk."""
+        reason = trace_path_refusal(self.path, self.keep)
+        if reason is not None:
+            raise OSError(reason)
+        if not os.path.lexists(self.path):
             return
         if self.keep <= 0:
             os.unlink(self.path)
@@ -78,7 +125,10 @@ class TraceFile:
 
     def _open(self) -> None:
         self._shift_old()
-        raw = open(self.path, "wb")  # noqa: SIM115 - kept open across calls
+        # A new file, never followed through a link that appeared since the check.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o666)
+        raw = os.fdopen(fd, "wb")
         self._raw = raw
         self._out = gzip.GzipFile(filename="", fileobj=raw, mode="wb",
                                   compresslevel=6, mtime=0) \
@@ -90,6 +140,13 @@ class TraceFile:
     def _write(self, data: dict[str, Any]) -> None:
         assert self._out is not None
         self._out.write(_dumps(data))
+
+    def _ensure_open(self) -> None:
+        """After a rotation that failed, try again (a new part: header, then a keyframe);
+        while it keeps failing, each line is an OSError the writer thread counts."""
+        if self._out is None and self._reopen:
+            self._open()
+            self._reopen = False
 
     def _flush(self) -> None:
         if self._out is not None and self._raw is not None:
@@ -107,11 +164,14 @@ class TraceFile:
             return
         self.close()
         self.rotations += 1
+        self._reopen = True
         self._open()
+        self._reopen = False
 
     # -- lines --------------------------------------------------------------------------
     def sample(self, t: float, wall: float, sets: FileSets, dropped: int = 0) -> None:
         """Append one sample; only files whose text changed are written (or all: keyframe)."""
+        self._ensure_open()
         current = dict(self._current)
         gone: set[str] = set()
         for name, files in sets.items():
@@ -144,6 +204,7 @@ class TraceFile:
 
     def record(self, t: float, record: dict[str, Any]) -> None:
         """Append a decision record, flushed at once: decisions must survive a crash."""
+        self._ensure_open()
         self._write({"t": round(t, 4), "record": record})
         self._flush()
 
