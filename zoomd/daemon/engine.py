@@ -207,9 +207,12 @@ class Engine:
         dry = self.dry_run or policy.dry_run
         return (self.dry_backend if dry else self.backend), dry
 
-    def _fire(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
-              fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
-              ) -> dict[str, Any] | None:
+    def _choose(self, state: PolicyState, host: HostSnapshot,
+                ) -> tuple[list[cand_mod.Candidate], dict[str, str],
+                           dict[str, dict[str, Any]]] | None:
+        """The victim choice: candidates ranked (the first is the victim), the groups
+        skipped and why, and the stall figures ranked on; None when nothing may be
+        chosen (logged)."""
         policy = state.policy
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
@@ -235,8 +238,18 @@ class Engine:
                                     skipped=skipped or None)
                 state.last_no_victim_log = host.monotonic
             return None
-        victim = ranked[0]
         cand_mod.fill_record_figures(self.reader, ranked[:SHOWN_CANDIDATES])
+        return ranked, skipped, stall_figures
+
+    def _fire(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
+              fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
+              ) -> dict[str, Any] | None:
+        chosen = self._choose(state, host)
+        if chosen is None:
+            return None
+        ranked, skipped, stall_figures = chosen
+        policy = state.policy
+        victim = ranked[0]
         backend, dry = self._backend_for(policy)
         hook_runs = []
         if self.hooks.hooks:
