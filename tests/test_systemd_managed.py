@@ -60,14 +60,14 @@ def test_strict_swap_rule_is_fooled_by_free_zram_slots() -> None:
     host = zram_host(used=400 * MiB, mem_free=60 * MiB, file=40 * MiB)
     params = ModelParams()
     est = estimate(host, None, params)
-    strict = swap_figures(host, est, params, 9000, "strict")
+    strict = swap_figures(host, est, 9000, "strict")
     assert strict.mem_available < strict.mem_threshold
     assert not strict.holds  # swap looks free
     # Anon reclaim failing (efficiency gate): the free slots give nothing back.
     from zoomd.model.reclaim import ReclaimWindow
 
     failing = estimate(host, ReclaimWindow(5.0, 100_000, 10_000, 1000, 900, 0, 0), params)
-    aware = swap_figures(host, failing, params, 9000, "zram-aware")
+    aware = swap_figures(host, failing, 9000, "zram-aware")
     assert aware.swap_free == 0 and aware.holds
 
 
@@ -75,7 +75,7 @@ def test_zram_aware_counts_what_filling_zram_gives_back() -> None:
     host = zram_host(used=400 * MiB, mem_free=4 * GiB)
     params = ModelParams()
     est = estimate(host, None, params)
-    aware = swap_figures(host, est, params, 9000, "zram-aware")
+    aware = swap_figures(host, est, 9000, "zram-aware")
     # anon compresses 3:1: each page moved frees 2/3 of a page, bounded by the free slots
     assert aware.swap_free == pytest.approx((4 * GiB - 400 * MiB) * 2 / 3, rel=0.01)
     assert not aware.holds
@@ -100,11 +100,47 @@ def test_swap_guard_kills_the_largest_swap_user(fake) -> None:
     est = estimate(host, None, params)
     guard = SwapGuard()
     entries = [ManagedCgroup(USER, SWAP)]
-    record = guard.tick(engine, host, est, params, entries, 9000, "strict")
+    record = guard.tick(engine, host, est, entries, 9000, "strict")
     assert record is not None and record["victim"] == f"{USER}/big.service"
     assert record["reason"] == "memory-used"
     assert [c.target.endswith("big.service") for c in backend.calls] == [True]
-    assert guard.tick(engine, host, est, params, entries, 9000, "strict") is None  # quiet
+    assert guard.tick(engine, host, est, entries, 9000, "strict") is None  # quiet
+
+
+def test_swap_onset_burst_does_not_fool_the_zram_aware_swap_rule(fake) -> None:
+    """Swap onset: for 2 s the kernel's anon scans mostly rotate referenced pages, so
+    the 5 s window reads ~6% anon efficiency, but the sustained gate (failing only after
+    efficiency_sustain, 5 s) stays open: filling zram still gives RAM back and the rule
+    must not kill. Once the failure has lasted 5 s, it kills."""
+    from zoomd.daemon.hostmodel import HostModel
+
+    reader = CgroupReader(Root(fake.base))
+    backend = RecordingBackend()
+    engine = Engine(Config(), reader, backend, Logger(stream=io.StringIO()))
+    model = HostModel(ModelParams())
+    guard = SwapGuard()
+    entries = [ManagedCgroup(USER, SWAP)]
+    used = 1400 * MiB  # 648 MiB of zram slots free at 3:1: filling them frees 432 MiB
+    swap = zram_swap(2 * GiB, used, orig=used, mem_used=used // 3)
+    mem = meminfo(8 * GiB, 100 * MiB, anon=6 * GiB, file=100 * MiB, swap_total=2 * GiB,
+                  swap_free=2 * GiB - used)
+    scanned = stolen = 0
+    records = []
+    for t in range(0, 17):
+        burst = t > 10  # from t=10 on: 1M pages scanned per second, nothing stolen
+        scanned += 1_000_000 if burst else 100_000
+        stolen += 0 if burst else 50_000
+        host = snapshot(mem, (swap,), vm={"pgscan_anon": scanned, "pgsteal_anon": stolen},
+                        t=float(t))
+        est = model.update(host)
+        record = guard.tick(engine, host, est, entries, 9000, "zram-aware")
+        if t == 12:
+            assert est.anon_efficiency_pct is not None and est.anon_efficiency_pct < 10
+            assert guard.last is not None and guard.last.swap_free > guard.last.swap_threshold
+        if record is not None:
+            records.append((t, record))
+    assert [t for t, _ in records] == [15]  # failing since t=10, sustained 5 s at t=15
+    assert records[0][1]["victim"] == f"{USER}/big.service"
 
 
 def test_reporting_backend_counts_like_systemd_oomd(tmp_path) -> None:

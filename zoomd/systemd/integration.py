@@ -158,8 +158,8 @@ class SystemdIntegration:
     def after_tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
         self._meminfo = host.meminfo
         record = self.swap_guard.tick(self.daemon.engine, host, estimate,
-                                      self.daemon.model.params, self.managed.swap(),
-                                      self.conf.swap_used_limit, self.section.mode)
+                                      self.managed.swap(), self.conf.swap_used_limit,
+                                      self.section.mode)
         return [record] if record else []
 
     def _on_kill(self, cgroup: str, reason: str, _outcome: ActionOutcome) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from zoomd.config.runtime import Conditions, Policy
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.engine import Engine
-from zoomd.model.reclaim import ModelParams, ReclaimEstimate, compression_anon_reclaimable
+from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 from zoomd.systemd.managed import ManagedCgroup
 from zoomd.systemd.values import permyriad_to_percent
@@ -54,22 +54,22 @@ class SwapFigures:
                 "swap_threshold_bytes": self.swap_threshold}
 
 
-def usable_swap_free(host: HostSnapshot, estimate: ReclaimEstimate,
-                     params: ModelParams) -> int:
-    """Disk slots, plus the RAM that filling RAM-backed slots with anon would give back."""
+def usable_swap_free(host: HostSnapshot, estimate: ReclaimEstimate) -> int:
+    """Disk slots, plus the RAM that filling RAM-backed slots with anon would give back.
+
+    Both figures are the model's (estimate.anon_by_mode), so the swap rule shares the
+    daemon's sustained efficiency gate (HostModel.anon_failing): "auto" is nothing
+    while anon reclaim has failed for efficiency_sustain, and is not fooled by the
+    swap-onset second of near-0% efficiency that a single 5 s window would be. What
+    "auto" frees beyond disk slots ("ram-backed" counts those) is the RAM-backed share.
+    """
     disk = sum(s.free_bytes for s in host.swaps if not s.kind.ram_backed)
-    failing = (estimate.anon_efficiency_pct is not None
-               and estimate.anon_efficiency_pct < params.min_anon_efficiency_pct)
-    if failing:
-        return disk
-    ram_backed = tuple(s for s in host.swaps if s.kind.ram_backed)
-    return disk + compression_anon_reclaimable(estimate.anon_lru, ram_backed,
-                                               host.meminfo.total,
-                                               params.assumed_compression_ratio)
+    by_mode = estimate.anon_by_mode
+    return disk + max(0, by_mode.get("auto", 0) - by_mode.get("ram-backed", 0))
 
 
-def swap_figures(host: HostSnapshot, estimate: ReclaimEstimate, params: ModelParams,
-                 swap_used_limit: int, mode: str) -> SwapFigures:
+def swap_figures(host: HostSnapshot, estimate: ReclaimEstimate, swap_used_limit: int,
+                 mode: str) -> SwapFigures:
     """The swap rule's inputs under `mode` ("strict" or "zram-aware")."""
     mem = host.meminfo
     total, swap_total = mem.total, mem.swap_total
@@ -78,7 +78,7 @@ def swap_figures(host: HostSnapshot, estimate: ReclaimEstimate, params: ModelPar
         swap_free = mem.swap_free
     else:
         available = estimate.effective_available
-        swap_free = usable_swap_free(host, estimate, params)
+        swap_free = usable_swap_free(host, estimate)
     share = 10000 - swap_used_limit
     return SwapFigures(mode, total, available, swap_total, swap_free,
                        total * share // 10000, swap_total * share // 10000)
@@ -92,12 +92,12 @@ class SwapGuard:
         self.last: SwapFigures | None = None
 
     def tick(self, engine: Engine, host: HostSnapshot, estimate: ReclaimEstimate,
-             params: ModelParams, entries: list[ManagedCgroup], swap_used_limit: int,
+             entries: list[ManagedCgroup], swap_used_limit: int,
              mode: str) -> dict[str, Any] | None:
         if not entries:
             self.last = None
             return None
-        fig = swap_figures(host, estimate, params, swap_used_limit, mode)
+        fig = swap_figures(host, estimate, swap_used_limit, mode)
         self.last = fig
         if not fig.holds or host.monotonic < self.quiet_until:
             return None
