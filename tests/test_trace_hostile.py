@@ -10,6 +10,7 @@ and line; a fleet report skips such a trace and says so.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import socket
@@ -26,6 +27,7 @@ from zoomd.trace.writer import BackgroundWriter, TraceFile, check_trace_path
 
 REPO = Path(__file__).resolve().parent.parent
 TREE = REPO / "tests/fixtures/trees/cgroup2-pure"
+THRASH = REPO / "tests/fixtures/traces/lab-thrash.jsonl.gz"
 
 
 def zoomd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -165,3 +167,84 @@ def test_cli_refuses_at_start_up_with_one_line(tmp_path: Path, kind: str,
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and f"{out}: {what}" in proc.stderr, proc.stderr
     assert _state(tmp_path) == before
+
+
+# -- replay -----------------------------------------------------------------------------
+def _thrash_lines() -> list[bytes]:
+    return gzip.decompress(THRASH.read_bytes()).rstrip(b"\n").split(b"\n")
+
+
+def _with_line(tmp: Path, name: str, files: dict[str, str | None]) -> Path:
+    lines = _thrash_lines()
+    extra = json.dumps({"t": lines and json.loads(lines[2])["t"] + 1e-4, "wall": 1.0,
+                        "files": files}).encode()
+    path = tmp / name
+    path.write_bytes(b"\n".join([*lines[:3], extra, *lines[3:]]) + b"\n")
+    return path
+
+
+def _zero(tmp: Path) -> Path:
+    path = tmp / "zero.jsonl"
+    TraceFile(str(path), header()).close()  # what `record --duration 0` leaves
+    return path
+
+
+BAD_PATHS = {
+    "nul": ({"/proc/a\x00b": "x"}, "NUL"),
+    "long-name": ({"/proc/" + "a" * 300: "x"}, "longer than"),
+    "long-path": ({"/proc/" + "/".join(["a" * 200] * 30): "x"}, "longer than"),
+    "file-under-a-file": ({"/proc/meminfo/x": "x"}, "under a file"),
+    "file-over-a-directory": ({"/proc/sys": "x"}, "a directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PATHS))
+def test_replay_of_an_impossible_path_is_one_line(tmp_path: Path, case: str) -> None:
+    files, what = BAD_PATHS[case]
+    trace = _with_line(tmp_path, f"{case}.jsonl", files)
+    proc = zoomd("replay", str(trace))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"zoomd: {trace}: line 4: ") and what in proc.stderr
+    assert len(proc.stderr) < 400  # the path is shown shortened
+
+
+def test_replay_of_a_zero_length_recording_is_one_line(tmp_path: Path) -> None:
+    trace = _zero(tmp_path)
+    for extra in ([], ["--json"]):
+        proc = zoomd("replay", *extra, str(trace))
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == f"zoomd: {trace}: line 1: no samples after the header " \
+                              "(a recording of zero length?)\n"
+
+
+def test_fleet_report_skips_a_bad_trace_and_says_so(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    _zero(fleet)
+    _with_line(fleet, "nul.jsonl", {"/proc/a\x00b": "x"})
+    (fleet / "b.jsonl.gz").write_bytes(THRASH.read_bytes())
+    (fleet / "c.jsonl.gz").write_bytes(THRASH.read_bytes())
+    proc = zoomd("replay", "--json", str(fleet))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert [t["trace"] for t in report["traces"]] == ["b", "c"]
+    assert report["fleet"]["configs"]["zoomd"]["traces"] == 2
+    skipped = {os.path.basename(s["path"]): s["error"] for s in report["skipped_traces"]}
+    assert sorted(skipped) == ["nul.jsonl", "zero.jsonl"]
+    assert "line 1: no samples" in skipped["zero.jsonl"]
+    assert "line 4:" in skipped["nul.jsonl"]
+    assert proc.stderr.count("trace skipped") == 2 and "Traceback" not in proc.stderr
+    text = zoomd("replay", str(fleet))
+    assert text.returncode == 0
+    assert "fleet: 2 traces" in text.stdout and "2 traces skipped" in text.stdout
+    assert "skipped: " in text.stdout and "zero.jsonl" in text.stdout
+
+
+def test_fleet_of_bad_traces_only_is_exit_2(tmp_path: Path) -> None:
+    _zero(tmp_path)
+    _with_line(tmp_path, "nul.jsonl", {"/proc/a\x00b": "x"})
+    proc = zoomd("replay", str(tmp_path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == "zoomd: no trace could be replayed " \
+                                                   "(2 skipped)"

@@ -6,6 +6,8 @@ import argparse
 import glob
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from zoomd.config.units import parse_duration, parse_size
 from zoomd.errors import ZoomdError
@@ -59,9 +61,30 @@ def expand_traces(items: list[str]) -> list[str]:
     return found
 
 
+def replay_all(paths: list[str], specs: list[Any], warn: Callable[[str], None],
+               stall_pct: float) -> tuple[list[Any], list[tuple[str, str]]]:
+    """Replay each trace; in a fleet a bad one is skipped with a warning (path, error),
+    so one damaged file cannot take the report on the others with it. A single trace,
+    or a fleet where none replays, is the error itself (one line, exit 2)."""
+    from zoomd.trace.replay import Replayer
+
+    results, skipped = [], []
+    for path in paths:
+        try:
+            results.append(Replayer(path, specs, warn, stall_pct=stall_pct).run())
+        except ZoomdError as exc:
+            if len(paths) == 1:
+                raise
+            skipped.append((path, str(exc)))
+            warn(f"trace skipped: {exc}")
+    if not results:
+        raise ZoomdError(f"no trace could be replayed ({len(skipped)} skipped)")
+    return results, skipped
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from zoomd.config.load import default_config_path
-    from zoomd.trace.replay import Replayer, load_specs
+    from zoomd.trace.replay import load_specs
     from zoomd.trace.report import build_report, dumps, render_text
 
     specs = load_specs(args.config or [default_config_path()])
@@ -70,8 +93,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"zoomd: warning: {message}", file=sys.stderr)
 
-    results = [Replayer(p, specs, warn, stall_pct=args.stall_threshold).run() for p in paths]
-    report = build_report(results, specs)
+    results, skipped = replay_all(paths, specs, warn, args.stall_threshold)
+    report = build_report(results, specs, skipped)
     sys.stdout.write(dumps(report) if args.json else render_text(report))
     if args.plot:
         from zoomd.trace.plotting import plot_results

@@ -31,6 +31,7 @@ class Sample:
     files: dict[str, str | None]
     key: bool = False
     dropped: int = 0
+    line: int = 0  # where it is in its file, for errors found later (replay's tree)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Record:
 
     t: float
     record: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
 
 
 def _chunks(path: str) -> Iterator[bytes]:
@@ -124,14 +126,14 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _sample(data: dict[str, Any], where: str) -> Sample | Record:
+def _sample(data: dict[str, Any], where: str, line: int = 0) -> Sample | Record:
     t = _finite(data.get("t"))
     if t is None:
         raise TraceError(f"{where}: corrupted (no numeric 't')")
     if "record" in data:
         if not isinstance(data["record"], dict):
             raise TraceError(f"{where}: corrupted ('record' is not an object)")
-        return Record(t, data["record"])
+        return Record(t, data["record"], line)
     files = data.get("files")
     wall = _finite(data.get("wall", 0.0))
     if not isinstance(files, dict) or wall is None:
@@ -145,7 +147,7 @@ def _sample(data: dict[str, Any], where: str) -> Sample | Record:
     if not isinstance(key, bool) or isinstance(dropped, bool) or not isinstance(dropped, int) \
             or dropped < 0:
         raise TraceError(f"{where}: corrupted ('key' or 'dropped' of the wrong type)")
-    return Sample(t, wall, files, key, dropped)
+    return Sample(t, wall, files, key, dropped, line)
 
 
 def _json(raw: bytes) -> Any:
@@ -173,6 +175,7 @@ class TraceReader:
         except ValueError:
             raise TraceError(f"{path}: not a zoomd trace (line {number} is not JSON)") from None
         self.header = check_header(data, path)
+        self.lines_read = number  # the last line handed out (the header: 1)
 
     def _warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -185,6 +188,7 @@ class TraceReader:
             if held is not None:
                 yield self._parse(*held, last=False)
             held = item
+            self.lines_read = item[0]
         if held is not None:
             number, raw, ended = held
             try:
@@ -204,7 +208,7 @@ class TraceReader:
             raise TraceError(f"{where}: corrupted (not JSON: {reason})") from None
         if not isinstance(data, dict):
             raise TraceError(f"{where}: corrupted (not a JSON object)")
-        return _sample(data, where)
+        return _sample(data, where, number)
 
 
 class _Truncated(Exception):

@@ -211,7 +211,9 @@ class Replayer:
                 if run.engine is not None:
                     run.engine.close()
         if result.samples == 0:
-            self._warn_once(result, f"{self.path}: no samples")
+            # Nothing to replay, and no runs to report on: refused, as any bad trace.
+            raise TraceError(f"{self.path}: line {reader.lines_read}: no samples after the "
+                             "header (a recording of zero length?)")
         for item in result.live:
             item["t"] = round(item["t"] - result.t0, 3)
         result.replay_seconds = time.perf_counter() - started

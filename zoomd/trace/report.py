@@ -98,13 +98,18 @@ def trace_report(result: TraceResult, specs: list[ConfigSpec]) -> dict[str, Any]
     }
 
 
-def build_report(results: list[TraceResult], specs: list[ConfigSpec]) -> dict[str, Any]:
+def build_report(results: list[TraceResult], specs: list[ConfigSpec],
+                 skipped: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The report; `skipped`: traces of a fleet that could not be replayed (path, error),
+    listed and left out of every figure."""
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "configs": [{"name": s.name, "path": s.path,
                      "policies": [p.name for p in s.config.policy]} for s in specs],
         "traces": [trace_report(r, specs) for r in results],
     }
+    if skipped:
+        report["skipped_traces"] = [{"path": p, "error": e} for p, e in skipped]
     if len(results) > 1:
         report["fleet"] = fleet_summary(results, [s.name for s in specs])
     return rounded(report)
@@ -203,12 +208,17 @@ def render_text(report: dict[str, Any]) -> str:
     for tr in report["traces"]:
         lines.extend(_trace_text(tr, names))
         lines.append("")
+    skipped = report.get("skipped_traces", [])
+    lines.extend(f"skipped: {item['error']}" for item in skipped)
+    if skipped:
+        lines.append("")
     fleet = report.get("fleet")
     if fleet:
         width = max([len(n) for n in names] + [6])
         some = next(iter(fleet["configs"].values()))
         lines.append(f"fleet: {some['traces']} traces, {some['hosts']} hosts, "
-                     f"{some['host_days']:.6f} host-days")
+                     f"{some['host_days']:.6f} host-days"
+                     + (f" ({len(skipped)} traces skipped, not counted)" if skipped else ""))
         lines.append(f"  {'config':<{width}}  hosts-acted  actions  actions/host-day  "
                      "stall-avoided(s)")
         for name in names:

@@ -7,7 +7,7 @@ the directory: a trace is data from another host, never a licence to write elsew
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import json
 import os
 import shutil
@@ -18,6 +18,30 @@ from zoomd.kernel.mountinfo import Mount
 from zoomd.kernel.root import Root
 from zoomd.trace.format import SWAP_KINDS, TraceError
 from zoomd.trace.reader import Sample
+
+NAME_MAX = 255  # bytes in one path component, as Linux allows
+PATH_MAX = 4095  # bytes in a whole path (the kernel's 4096 include the NUL)
+
+
+def _shown(kernel_path: str) -> str:
+    """A path for a one-line message: its repr, cut in the middle if long."""
+    text = repr(kernel_path)
+    return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]}"
+
+
+def _impossible(kernel_path: str) -> str | None:
+    """Why no kernel could have written this path; None if one could."""
+    if "\x00" in kernel_path:
+        return "holds a NUL byte"
+    try:
+        raw = kernel_path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return "is not a file name (a lone surrogate)"
+    if len(raw) > PATH_MAX:
+        return f"is longer than {PATH_MAX} bytes"
+    if any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        return f"has a name longer than {NAME_MAX} bytes"
+    return None
 
 
 class MaterialisedTree:
@@ -33,26 +57,55 @@ class MaterialisedTree:
         self._paths: set[str] = set()
         self._dirs: set[str] = set()
 
-    def _full(self, kernel_path: str) -> str:
+    def _full(self, kernel_path: str, line: int = 0) -> str:
+        where = f"{self.trace_path}: line {line}" if line else self.trace_path
+        why = _impossible(kernel_path)
+        if why is not None:
+            raise TraceError(f"{where}: file path {_shown(kernel_path)} {why}: "
+                             "no kernel writes such a path")
         norm = os.path.normpath(kernel_path)
         if not kernel_path.startswith("/") or ".." in kernel_path.split("/") or norm == "/":
-            raise TraceError(f"{self.trace_path}: unsafe file path {kernel_path!r} in trace")
+            raise TraceError(f"{where}: unsafe file path {_shown(kernel_path)} in trace")
         return os.path.join(self.base, norm.lstrip("/"))
 
-    def _write(self, kernel_path: str, text: str) -> None:
-        full = self._full(kernel_path)
+    def _conflict(self, kernel_path: str, line: int, exc: OSError) -> TraceError:
+        """One line for a path the tree cannot hold beside the others the trace has."""
+        where = f"{self.trace_path}: line {line}" if line else self.trace_path
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            why = "lies under a file the trace also holds"
+        elif exc.errno == errno.EISDIR:
+            why = "is a directory in this trace (other recorded files lie under it)"
+        else:
+            why = f"cannot be materialised ({exc.strerror or exc})"
+        return TraceError(f"{where}: file path {_shown(kernel_path)} {why}")
+
+    def _write(self, kernel_path: str, text: str, line: int = 0) -> None:
+        full = self._full(kernel_path, line)
+        try:
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            where = f"{self.trace_path}: line {line}" if line else self.trace_path
+            raise TraceError(f"{where}: file {_shown(kernel_path)} holds a lone surrogate, "
+                             "not text a kernel writes") from None
         directory = os.path.dirname(full)
-        if directory not in self._dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._dirs.add(directory)
-        with open(full, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(text)  # O_TRUNC on the same inode: open readers see the new text
+        try:
+            if directory not in self._dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._dirs.add(directory)
+            with open(full, "wb") as handle:
+                handle.write(data)  # O_TRUNC on the same inode: open readers see the new text
+        except OSError as exc:
+            raise self._conflict(kernel_path, line, exc) from None
         self._paths.add(kernel_path)
 
-    def _remove(self, kernel_path: str) -> None:
-        full = self._full(kernel_path)
-        with contextlib.suppress(FileNotFoundError):
+    def _remove(self, kernel_path: str, line: int = 0) -> None:
+        full = self._full(kernel_path, line)
+        try:
             os.unlink(full)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            pass  # never written as a file: nothing to remove
+        except OSError as exc:
+            raise self._conflict(kernel_path, line, exc) from None
         self._paths.discard(kernel_path)
         directory = os.path.dirname(full)
         while directory != self.base and directory.startswith(self.base):
@@ -67,7 +120,7 @@ class MaterialisedTree:
         """Bring the tree to the state after `sample` (a keyframe replaces everything)."""
         if sample.key:
             for path in sorted(self._paths - sample.files.keys()):
-                self._remove(path)
+                self._remove(path, sample.line)
             for name in list(self.facts):
                 if name not in sample.files:
                     del self.facts[name]
@@ -78,9 +131,9 @@ class MaterialisedTree:
                 else:
                     self.facts[path] = text
             elif text is None:
-                self._remove(path)
+                self._remove(path, sample.line)
             else:
-                self._write(path, text)
+                self._write(path, text, sample.line)
 
     def classify(self, root: Root, path: str, swap_type: str,
                  mounts: list[Mount] | None = None) -> DeviceKind:
