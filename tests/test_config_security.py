@@ -204,3 +204,79 @@ def test_reload_of_an_unsafe_configuration_keeps_the_running_one(etc, tree_path)
 def test_a_missing_file_is_reported_as_missing(etc) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         load_config(str(etc / "nothing.toml"), secure=True)
+
+
+NOBODY = 65534
+
+
+def _owned_by_nobody(*paths) -> None:
+    for path in paths:
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+
+
+@pytest.fixture
+def users_dir(tmp_path):
+    """home/u/a/b and home/u/a/evil.toml, all owned by an unprivileged uid."""
+    u = tmp_path / "home" / "u"
+    (u / "a" / "b").mkdir(parents=True)
+    (u / "a" / "evil.toml").write_text(CONFIG.replace('"p"', '"evil"'))
+    _owned_by_nobody(u, u / "a", u / "a" / "b", u / "a" / "evil.toml")
+    return u
+
+
+@needs_root
+@pytest.mark.parametrize("decoy", [False, True], ids=["no-decoy", "root-owned-decoy"])
+def test_dotdot_after_a_symlink_goes_where_the_kernel_goes(etc, users_dir, monkeypatch,
+                                                           decoy) -> None:
+    """`link/../evil.toml` is u's a/evil.toml (the link's target's parent), not
+    etc/evil.toml, which lexical normalisation judged instead."""
+    (etc / "link").symlink_to(users_dir / "a" / "b")
+    if decoy:  # what the lexical path names: safe, and not what is read
+        (etc / "evil.toml").write_text(CONFIG)
+        os.chmod(etc / "evil.toml", 0o644)
+    message = refused(f"{etc}/link/../evil.toml", f"uid {NOBODY}")
+    assert "home/u" in message
+    monkeypatch.chdir(etc)
+    refused("link/../evil.toml", f"uid {NOBODY}")
+    refused("link/./../evil.toml", f"uid {NOBODY}")
+
+
+@needs_root
+def test_dotdot_after_a_symlink_into_root_only_places_is_accepted(etc, tmp_path) -> None:
+    place = tmp_path / "root-only" / "a"
+    (place / "b").mkdir(parents=True)
+    (place / "real.toml").write_text(CONFIG)
+    os.chmod(place / "real.toml", 0o644)
+    (etc / "link").symlink_to(place / "b")
+    config, _ = load_config(f"{etc}/link/../real.toml", secure=True)
+    assert [p.name for p in config.policy] == ["p"]
+
+
+@needs_root
+def test_daemon_refuses_dotdot_through_a_users_symlink(etc, users_dir, tree_path) -> None:
+    (etc / "link").symlink_to(users_dir / "a" / "b")
+    proc = subprocess.run([sys.executable, "-m", "zoomd", "run", "--dry-run", "--root",
+                           tree_path("cgroup2-pure"), "--config", "link/../evil.toml",
+                           "--duration", "0.2"], cwd=etc, capture_output=True, text=True,
+                          timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__)))})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refusing an unsafe configuration" in lines[0], proc.stderr
+
+
+@needs_root
+def test_a_link_to_the_shipped_file_does_not_exempt_the_drop_ins_beside_it(
+        tmp_path, monkeypatch) -> None:
+    """The shipped zoomd.toml is exempt; a user's link to it, and the user's drop-ins
+    in link.d, are not (they were: the whole check was skipped)."""
+    u = tmp_path / "u"
+    (u / "z.toml.d").mkdir(parents=True)
+    (u / "z.toml").symlink_to(load_mod.shipped_config_path())
+    (u / "z.toml.d" / "evil.toml").write_text('[daemon]\ninterval = "7s"\n')
+    _owned_by_nobody(u, u / "z.toml", u / "z.toml.d", u / "z.toml.d" / "evil.toml")
+    refused(u / "z.toml", f"uid {NOBODY}")
+    # Without drop-ins it is the shipped file, read by its own name.
+    _, files = load_config(str(u / "z.toml"), drop_ins=False, secure=True)
+    assert files == [load_mod.shipped_config_path()]

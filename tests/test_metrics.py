@@ -95,6 +95,47 @@ def test_textfile_is_replaced_atomically(tmp_path: Path) -> None:
         write_textfile(str(tmp_path / "missing" / "z.prom"), "x 1\n")
 
 
+def test_textfile_mode_is_set_on_the_descriptor_not_through_a_swapped_name(
+        tmp_path: Path, monkeypatch) -> None:
+    """Someone who may write the directory swaps the temporary file for a symlink to a
+    root-only file while zoomd writes it: chmod by name made that file 0644."""
+    victim = tmp_path / "secret"
+    victim.write_text("s\n")
+    victim.chmod(0o600)
+    directory = tmp_path / "textfiles"
+    directory.mkdir()
+    real_fsync = os.fsync
+
+    def swap_then_fsync(fd: int) -> None:
+        for name in os.listdir(directory):
+            if name.endswith(".prom.tmp"):
+                os.unlink(directory / name)
+                os.symlink(victim, directory / name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", swap_then_fsync)
+    write_textfile(str(directory / "zoomd.prom"), "zoomd_x 1\n")
+    assert victim.stat().st_mode & 0o777 == 0o600
+
+
+def test_textfile_through_link_dotdot_is_written_where_the_kernel_goes(
+        tmp_path: Path) -> None:
+    """`link/../z.prom`: the temporary file goes beside the kernel's z.prom (a lexical
+    dirname put it beside the link, on another filesystem: EXDEV)."""
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the test's tmp_path")
+    (tmp_path / "sub").mkdir()
+    link = os.path.join(shm, f"zoomd-test-link-{os.getpid()}")
+    os.symlink(tmp_path / "sub", link)
+    try:
+        write_textfile(f"{link}/../z.prom", "zoomd_x 1\n")
+    finally:
+        os.unlink(link)
+    assert (tmp_path / "z.prom").read_text() == "zoomd_x 1\n"
+    assert sorted(os.listdir(tmp_path)) == ["sub", "z.prom"]
+
+
 def test_http_endpoint_is_loopback_and_serves_metrics() -> None:
     server = MetricsServer("0", lambda: "zoomd_up 1\n")
     try:

@@ -149,10 +149,16 @@ def load_config(path: str | None = None, drop_ins: bool = True,
     """
     main_path = path or default_config_path()
     files = drop_in_files(main_path) if drop_ins else []
-    if secure and must_check() and not _is_shipped(main_path):
+    if secure and must_check():
         directory = main_path + ".d"
-        check_config_files([main_path, *files],
-                           [directory] if drop_ins and os.path.isdir(directory) else [])
+        directories = [directory] if drop_ins and os.path.isdir(directory) else []
+        if _is_shipped(main_path):
+            # Exempt is the shipped file, read by its own name (not through a link that
+            # someone else may swap once it was judged); never the drop-ins beside it.
+            main_path = shipped_config_path()
+            check_config_files(files, directories)
+        else:
+            check_config_files([main_path, *files], directories)
     sources = [(main_path, _read_toml(main_path))]
     sources.extend((p, _read_toml(p)) for p in files)
     merged: dict[str, Any] = {}

@@ -5,10 +5,12 @@ drop-in directory and every drop-in in it:
 
 - the file (or directory) must be owned by root and not writable by group or others;
 - so must every directory in which a name on the way to it is looked up, following
-  symlinks component by component: a symlink is only as safe as the directory that
-  holds it and the directories its target is reached through. A directory writable
-  by others is accepted only when it is sticky (like /tmp) and the entry looked up in
-  it is owned by root, because then nobody else can rename or replace that entry.
+  symlinks component by component as the kernel does (`link/..` is the parent of
+  where the link leads, not the directory holding the link): a symlink is only as
+  safe as the directory that holds it and the directories its target is reached
+  through. A directory writable by others is accepted only when it is sticky (like
+  /tmp) and the entry looked up in it is owned by root, because then nobody else can
+  rename or replace that entry.
 
 As an unprivileged user the rule is not applied: such a zoomd can only act on what
 that user may act on anyway, and demanding root ownership of its configuration
@@ -40,7 +42,10 @@ def _who_may_write(st: os.stat_result) -> str | None:
 
 def _insecure(path: str) -> str | None:
     """Why `path` (and the way to it) may be changed by someone other than root."""
-    pending = [p for p in os.path.abspath(path).split("/") if p]
+    # Not os.path.abspath: it folds `link/..` away lexically, while the kernel goes
+    # through the link first and then to the parent of wherever it led.
+    full = path if path.startswith("/") else os.path.join(os.getcwd(), path)
+    pending = [p for p in full.split("/") if p]
     current = "/"
     links = 0
     while True:
@@ -60,6 +65,8 @@ def _insecure(path: str) -> str | None:
         if name == ".":
             continue
         if name == "..":
+            # `current` holds no symlink (each was expanded into `pending`), so its
+            # lexical parent is the one the kernel reaches.
             current = os.path.dirname(current)
             continue
         entry = os.path.join(current, name)

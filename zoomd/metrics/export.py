@@ -78,14 +78,18 @@ class MetricsServer:
 
 def write_textfile(path: str, text: str) -> None:
     """Replace `path` atomically: node_exporter never reads half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
+    # The directory as the kernel reaches it (not abspath: `link/..` is the parent of
+    # the link's target), so that the rename below stays within it.
+    directory = os.path.realpath(os.path.dirname(path) or ".")
     fd, tmp = tempfile.mkstemp(prefix=".zoomd-", suffix=".prom.tmp", dir=directory)
     try:
         with os.fdopen(fd, "w") as handle:
+            # On the descriptor, not the name: root's chmod by name would follow a
+            # symlink put in the temporary file's place.
+            os.fchmod(handle.fileno(), 0o644)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
