@@ -100,13 +100,14 @@ def paragraphs(lines: list[str]) -> list[str]:
 # -- zoomd(8) from argparse -------------------------------------------------------------
 
 EXIT_STATUS = (
-    (0, "Success; for `zoomd run`, the daemon stopped on SIGTERM or SIGINT (or after "
-        "--duration)."),
+    (0, "Success; for `zoomd run` and `zoomd record`, stopped by SIGTERM (as systemd "
+        "stops a service) or after --duration."),
     (ZoomdError.exit_status, "Bad input: an invalid configuration (the message names "
         "the file and the key), a kernel file that is missing, unreadable or malformed "
         "(it names the file and the field), or a command-line usage error."),
-    (130, "Interrupted by SIGINT (Ctrl-C) before the daemon installed its own "
-          "handlers, or during a one-shot command."),
+    (130, "Interrupted by SIGINT (Ctrl-C): a one-shot command, or `zoomd run` and "
+          "`zoomd record`, which first stop as cleanly as on SIGTERM (thaw, close the "
+          "recording)."),
 )
 
 
@@ -249,7 +250,7 @@ SIGNALS_8 = (
                "while the daemon goes on watching; a configuration that does not "
                "validate is reported and the running one is kept."),
     ("SIGTERM, SIGINT", "Thaw every cgroup zoomd froze (unless daemon.thaw_on_exit is "
-                        "false) and exit with status 0."),
+                        "false) and exit: status 0 on SIGTERM, 130 on SIGINT."),
 )
 
 ENVIRONMENT_8 = (

@@ -2,7 +2,8 @@
 
 Each tick reads the host (kept-open files), runs the reclaim model and every
 policy, and acts. SIGHUP reloads the configuration (a bad one is reported and the
-old one kept); SIGTERM/SIGINT thaw what zoomd froze and exit.
+old one kept); SIGTERM/SIGINT thaw what zoomd froze and exit (0 on SIGTERM, 130 on
+SIGINT).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def vital_groups(root: Root) -> tuple[str, ...]:
     return tuple(groups)
 
 
+def exit_status(stopped_by: int | None) -> int:
+    """0 when stopped by SIGTERM (systemd's stop) or --duration; 128 + 2 = 130 when by
+    SIGINT, as a shell reports a Ctrl-C (the documented "interrupted"). Either way
+    zoomd stopped cleanly first."""
+    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 0
+
+
 class Daemon:
     def __init__(self, config_path: str | None, *, root: Root, scope: str = "/",
                  dry_run: bool = False, backend: ActionBackend | None = None,
@@ -65,6 +73,7 @@ class Daemon:
         self.notifier = Notifier()
         self.triggers: list[PsiTrigger] = []
         self._stop = False
+        self._stopped_by: int | None = None  # the signal that stopped the loop
         self._reload = False
         self._pending_load: PendingLoad | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -144,6 +153,7 @@ class Daemon:
             self._reload = True
         else:
             self._stop = True
+            self._stopped_by = self._stopped_by or signum
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
@@ -255,7 +265,7 @@ class Daemon:
                 self._wait(poller, timeout)
         finally:
             self.shutdown()
-        return 0
+        return exit_status(self._stopped_by)
 
     def _pressured(self) -> bool:
         """Any watched group stalled since the previous tick: sample fast."""

@@ -95,11 +95,13 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
                subtree_every: int = DEFAULT_SUBTREE_EVERY, hostname: str | None = None,
                ) -> int:
     """`zoomd record`: sample every `interval` until `duration` or SIGINT/SIGTERM."""
-    from zoomd.daemon.loop import vital_groups
+    from zoomd.daemon.loop import exit_status, vital_groups
 
     stop = threading.Event()
+    stopped_by: list[int] = []
 
-    def on_signal(_signum: int, _frame: object) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
+        stopped_by.append(signum)
         stop.set()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -131,4 +133,4 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
           file=sys.stderr)
     if writer.last_error:
         print(f"zoomd: last write error: {writer.last_error}", file=sys.stderr)
-    return 0
+    return exit_status(stopped_by[0] if stopped_by else None)
