@@ -150,7 +150,7 @@ for f in /usr/bin/zoomd /etc/zoomd/zoomd.toml /lib/systemd/system/zoomd.service 
   [ -e "$m$f" ] || { echo "missing after install: $f"; exit 1; }
 done
 for p in "$m"/usr/share/zoomd/policies/*.toml; do
-  chroot "$m" zoomd check --config "${p#$m}" >/dev/null || { echo "zoomd check failed: $p"; exit 1; }
+  chroot "$m" zoomd check --file-only --config "${p#$m}" >/dev/null || { echo "zoomd check failed: $p"; exit 1; }
 done
 echo "--- every shipped policy passes zoomd check"
 chroot "$m" dpkg -r zoomd >/dev/null

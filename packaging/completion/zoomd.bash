@@ -22,6 +22,7 @@ _zoomd() {
         status:--page-size) COMPREPLY=(); return 0 ;;
         status:--top) COMPREPLY=(); return 0 ;;
         check:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
+        check:--scope) COMPREPLY=($(cd /sys/fs/cgroup 2>/dev/null && compgen -d -- "${cur#/}" | sed 's|^|/|')); return 0 ;;
         run:--config) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- "$cur")); return 0 ;;
         run:--scope) COMPREPLY=($(cd /sys/fs/cgroup 2>/dev/null && compgen -d -- "${cur#/}" | sed 's|^|/|')); return 0 ;;
         run:--duration) COMPREPLY=(); return 0 ;;
@@ -43,7 +44,7 @@ _zoomd() {
     case "$cmd" in
         "") COMPREPLY=($(compgen -W "status check run record replay --version -h --help" -- "$cur")) ;;
         status) COMPREPLY=($(compgen -W "--json --format --config --root --sample --mode --page-size --stalls --enable-delayacct --top -h --help" -- "$cur")) ;;
-        check) COMPREPLY=($(compgen -W "--config -h --help" -- "$cur")) ;;
+        check) COMPREPLY=($(compgen -W "--config --scope --file-only -h --help" -- "$cur")) ;;
         run) COMPREPLY=($(compgen -W "--config --dry-run --scope --duration --managed-oom-socket --managed-oom-user-socket --record -h --help" -- "$cur")) ;;
         record) COMPREPLY=($(compgen -W "-o --output --interval --duration --scope --config --max-size --keep --subtree-every -h --help" -- "$cur")) ;;
         replay) COMPREPLY=($(compgen -W "--config --json --plot --stall-threshold --timing -h --help" -- "$cur")) ;;

@@ -140,25 +140,42 @@ def drop_in_files(config_path: str) -> list[str]:
     return [os.path.join(directory, n) for n in names if n.endswith(".toml")]
 
 
+def _apply_root_rule(main_path: str, files: list[str], drop_ins: bool) -> str:
+    """Raise ConfigError unless only root may change the files (security.py); returns
+    the name to read the main file by."""
+    directory = main_path + ".d"
+    directories = [directory] if drop_ins and os.path.isdir(directory) else []
+    if _is_shipped(main_path):
+        # Exempt is the shipped file, read by its own name (not through a link that
+        # someone else may swap once it was judged); never the drop-ins beside it.
+        check_config_files(files, directories)
+        return shipped_config_path()
+    check_config_files([main_path, *files], directories)
+    return main_path
+
+
+def root_rule_problem(path: str | None = None, drop_ins: bool = True) -> str | None:
+    """Why a zoomd running as root would refuse this configuration (`zoomd check` run
+    by another user says so), or None."""
+    main_path = path or default_config_path()
+    try:
+        _apply_root_rule(main_path, drop_in_files(main_path) if drop_ins else [], drop_ins)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def load_config(path: str | None = None, drop_ins: bool = True,
                 secure: bool = False) -> tuple[Config, list[str]]:
     """Load and validate; returns the config and the files it came from.
 
-    With `secure` (the daemon), running as root refuses a file, drop-in directory or
-    drop-in that anyone but root could change (zoomd/config/security.py).
+    With `secure` (the daemon, `zoomd check`), running as root refuses a file, drop-in
+    directory or drop-in that anyone but root could change (zoomd/config/security.py).
     """
     main_path = path or default_config_path()
     files = drop_in_files(main_path) if drop_ins else []
     if secure and must_check():
-        directory = main_path + ".d"
-        directories = [directory] if drop_ins and os.path.isdir(directory) else []
-        if _is_shipped(main_path):
-            # Exempt is the shipped file, read by its own name (not through a link that
-            # someone else may swap once it was judged); never the drop-ins beside it.
-            main_path = shipped_config_path()
-            check_config_files(files, directories)
-        else:
-            check_config_files([main_path, *files], directories)
+        main_path = _apply_root_rule(main_path, files, drop_ins)
     sources = [(main_path, _read_toml(main_path))]
     sources.extend((p, _read_toml(p)) for p in files)
     merged: dict[str, Any] = {}
@@ -179,39 +196,42 @@ def load_config(path: str | None = None, drop_ins: bool = True,
     return config, [p for p, _ in sources]
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"{value}"
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string, one line
+
+
 def dump_config(config: Config) -> str:
-    """The effective configuration as TOML-like text (for `zoomd check`)."""
+    """The effective configuration as TOML (for `zoomd check`): every table of the
+    schema, so nothing `run` uses ([[hook]], [taskstats]...) goes unshown; loading it
+    back gives the same configuration."""
     data = config.model_dump(by_alias=True, exclude_none=True)
     lines: list[str] = []
 
-    def scalar(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int | float):
-            return f"{value}"
-        if isinstance(value, tuple | list):
-            return "[" + ", ".join(scalar(v) for v in value) + "]"
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    def table(header: str, body: dict[str, Any]) -> None:
+    def table(header: str, name: str, body: dict[str, Any]) -> None:
         lines.append(header)
         nested = []
         for key, value in body.items():
             if isinstance(value, dict):
                 nested.append((key, value))
             else:
-                lines.append(f"{key} = {scalar(value)}")
+                lines.append(f"{_shown_key(key)} = {_toml_value(value)}")
+        lines.append("")
         for key, value in nested:
             if value:
-                lines.append("")
-                prefix = header.strip("[]")
-                table(f"[{prefix}.{key}]", value)
-        lines.append("")
+                table(f"[{name}.{_shown_key(key)}]", f"{name}.{_shown_key(key)}", value)
 
-    table("[daemon]", data["daemon"])
-    table("[reclaim]", data["reclaim"])
-    table("[metrics]", data["metrics"])
-    table("[systemd]", data["systemd"])
-    for policy in data["policy"]:
-        table("[[policy]]", policy)
-    return "\n".join(lines).replace("[[policy]].", "policy.")
+    for key, value in data.items():
+        if isinstance(value, dict):
+            table(f"[{key}]", key, value)
+        elif not value:
+            lines += [f"# [[{key}]]: none", ""]
+        else:
+            for entry in value:
+                table(f"[[{key}]]", key, entry)
+    return "\n".join(lines)

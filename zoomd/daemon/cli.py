@@ -6,10 +6,29 @@ import argparse
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from zoomd.config.load import dump_config, load_config
+    """Validate as `run` will: the same files, the ownership rule when root, the same
+    start-up refusals (zoomd/daemon/preflight.py); print all that `run` would use."""
+    import sys
 
-    config, files = load_config(args.config)
+    from zoomd.config.load import dump_config, load_config, root_rule_problem
+    from zoomd.config.security import must_check
+    from zoomd.daemon.preflight import preflight
+    from zoomd.kernel.cgroups import CgroupReader
+    from zoomd.kernel.root import Root
+
+    config, files = load_config(args.config, secure=True)
+    notes = [] if args.file_only else preflight(
+        config, lambda: CgroupReader(Root(args.root)), args.scope)
+    if not must_check():
+        problem = root_rule_problem(args.config)
+        if problem is not None:
+            notes.append(f"run as root, `zoomd run` would refuse it: {problem}")
+    for note in notes:
+        print(f"zoomd: note: {note}", file=sys.stderr)
     print("# zoomd: configuration is valid; read " + ", ".join(files))
+    if config.systemd.managed_oom:
+        print("# [systemd] managed_oom: on a systemd host, `run` also adds a policy per "
+              "unit with ManagedOOM*= settings, as PID 1 reports them")
     print(dump_config(config))
     return 0
 
@@ -38,6 +57,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     check.add_argument("--config", metavar="FILE", default=None,
                        help="configuration file (default: /etc/zoomd/zoomd.toml, "
                             "else the shipped one)")
+    check.add_argument("--scope", default="/", metavar="CGROUP",
+                       help="as for run: the monitored groups checked to exist are "
+                            "re-rooted under this v2 cgroup path; default /")
+    check.add_argument("--file-only", action="store_true",
+                       help="check the files alone, not what `run` would also refuse on "
+                            "this host (a monitored group missing, a listen address it "
+                            "cannot bind, no textfile directory): for a policy meant for "
+                            "other hosts")
+    check.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
     check.set_defaults(func=_cmd_check)
 
     run = sub.add_parser("run", help="run the daemon")

@@ -21,6 +21,7 @@ from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel, model_params
 from zoomd.daemon.log import Logger
 from zoomd.daemon.observers import make_observers
+from zoomd.daemon.preflight import refusal
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
@@ -179,6 +180,15 @@ class Daemon:
         except ZoomdError as exc:
             self.logger.error("reload failed, keeping the running configuration",
                               error=str(exc))
+            return
+        # What start-up would refuse (a listen address that cannot be bound, a textfile
+        # directory that is gone) must not stop a running daemon: keep the old one.
+        problem = refusal(config, lambda: self.cgroups, self.scope,
+                          self.config.metrics.listen)
+        if problem is not None:
+            engine.close()
+            self.logger.error("reload failed, keeping the running configuration",
+                              error=problem)
             return
         for outcome in self.engine.thaw_all():
             self.logger.info("thawed on reload", target=outcome.target, ok=outcome.ok)

@@ -153,9 +153,14 @@ class GroupMonitor:
         )
 
 
-def open_monitor(path: str, reader: CgroupReader) -> GroupMonitor:
-    """A monitor for `path`; a missing group is reported, not guessed at."""
+def check_monitored(path: str, reader: CgroupReader) -> None:
+    """A missing group is reported, not guessed at (`run` and `zoomd check`)."""
     if path != "/" and not reader.exists(path):
         raise KernelFileError(reader.root.join(reader.layout.v2_dir(path)),
                               "monitored cgroup does not exist")
+
+
+def open_monitor(path: str, reader: CgroupReader) -> GroupMonitor:
+    """A monitor for `path` (a group that exists, see check_monitored)."""
+    check_monitored(path, reader)
     return GroupMonitor(path, reader)

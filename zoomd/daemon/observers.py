@@ -89,6 +89,9 @@ class MetricsObserver:
             host, port = self.server.address
             self.daemon.logger.info("metrics endpoint listening", address=f"{host}:{port}")
         if settings.textfile:
+            from zoomd.metrics.export import check_textfile
+
+            check_textfile(settings.textfile)  # refused at start, not warned every write
             self._stop.clear()
             self._textfile_thread = threading.Thread(
                 target=self._textfile_loop, name="zoomd-textfile", daemon=True)

@@ -31,6 +31,41 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _server_class(host: str) -> type[HTTPServer]:
+    if ":" not in host:
+        return HTTPServer
+    import socket
+
+    class V6(HTTPServer):
+        address_family = socket.AF_INET6
+
+    return V6
+
+
+def _cannot_listen(host: str, port: int, exc: OSError) -> ZoomdError:
+    return ZoomdError(f"metrics: cannot listen on {host}:{port} ({exc.strerror or exc})")
+
+
+def probe_listen(listen: str) -> tuple[ZoomdError, int | None] | None:
+    """Bind the address as MetricsServer will and let it go again, so that `zoomd check`
+    and a reload refuse what `run` would: None, or the error `run` would raise and its
+    errno (EADDRINUSE: perhaps the running zoomd's own). A malformed address raises."""
+    host, port = parse_listen(listen)
+    try:
+        server = _server_class(host)((host, port), BaseHTTPRequestHandler)
+    except OSError as exc:
+        return _cannot_listen(host, port, exc), exc.errno
+    server.server_close()
+    return None
+
+
+def check_textfile(path: str) -> None:
+    """The textfile's directory must exist: else every write, every interval, fails."""
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise ZoomdError(f"metrics: textfile {path}: {directory} is not a directory")
+
+
 class MetricsServer:
     """GET /metrics on a small HTTP server in a daemon thread."""
 
@@ -52,19 +87,10 @@ class MetricsServer:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        server_class = HTTPServer
-        if ":" in host:
-            import socket
-
-            class V6(HTTPServer):
-                address_family = socket.AF_INET6
-
-            server_class = V6
         try:
-            self.server = server_class((host, port), Handler)
+            self.server = _server_class(host)((host, port), Handler)
         except OSError as exc:
-            raise ZoomdError(f"metrics: cannot listen on {host}:{port} "
-                             f"({exc.strerror or exc})") from None
+            raise _cannot_listen(host, port, exc) from None
         self.address = self.server.server_address[:2]
         self._thread = threading.Thread(target=self.server.serve_forever,
                                         name="zoomd-metrics", daemon=True)
