@@ -371,3 +371,34 @@ def test_peer_disconnecting_mid_message_applies_nothing_of_it(pid1, logs) -> Non
     pump(client)
     assert [e.path for e in client.managed.pressure()] == ["/system.slice/fresh.service"]
     assert "half.service" not in logs.getvalue()
+
+
+def test_bound_socket_is_opened_to_everyone_never_a_symlinks_target(tmp_path,
+                                                                    monkeypatch) -> None:
+    """Someone who may write the socket's directory swaps the fresh socket for a symlink
+    between bind and chmod: root's chmod by name made the link's target 0666."""
+    import stat
+
+    from zoomd.systemd import userside
+
+    victim = tmp_path / "secret"
+    victim.write_text("s\n")
+    victim.chmod(0o600)
+    path = str(tmp_path / "user.sock")
+
+    class Swapped(socket.socket):
+        def bind(self, address) -> None:
+            super().bind(address)
+            os.unlink(address)
+            os.symlink(victim, address)
+
+    monkeypatch.setattr(userside.socket, "socket", Swapped)
+    with pytest.raises(OSError, match="replaced after bind"):
+        bind_listener(path)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o600
+    monkeypatch.undo()
+    sock = bind_listener(path + "2")  # an honest bind is still 0666
+    try:
+        assert stat.S_IMODE(os.stat(path + "2").st_mode) == 0o666
+    finally:
+        sock.close()

@@ -14,6 +14,7 @@ org.varlink.service.MethodNotFound and the connection stays.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import select
@@ -70,10 +71,28 @@ def bind_listener(path: str) -> socket.socket:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.bind(path)
-    os.chmod(path, 0o666)
+    try:
+        sock.bind(path)
+        _open_to_everyone(path)
+    except OSError:
+        sock.close()
+        raise
     sock.listen(16)
     return sock
+
+
+def _open_to_everyone(path: str) -> None:
+    """chmod 0666 the socket just bound, never what a symlink put in its place leads to:
+    root's chmod by name follows one (in a directory someone else may write, that
+    would make any file of the host world-writable). The name is opened without
+    following it (O_PATH) and the inode it names is changed through the descriptor."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise OSError(errno.EEXIST, f"{path} was replaced after bind; not a socket")
+        os.chmod(f"/proc/self/fd/{fd}", 0o666)
+    finally:
+        os.close(fd)
 
 
 class UserListener:
