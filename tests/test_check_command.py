@@ -169,3 +169,28 @@ def test_a_reload_to_an_address_it_cannot_bind_keeps_the_daemon_running(tmp_path
         assert daemon.config.metrics.listen == "0"
     finally:
         daemon.shutdown()
+
+
+def test_a_reload_that_turns_metrics_on_starts_them(tmp_path, tree) -> None:
+    """`check` shows [metrics]; a daemon started without it ignored it on SIGHUP."""
+    import urllib.request
+
+    from zoomd.daemon.log import Logger
+    from zoomd.daemon.loop import Daemon
+    from zoomd.daemon.observers import MetricsObserver
+    from zoomd.kernel.root import Root
+
+    path = write(tmp_path, POLICY.format(monitor="/"))
+    daemon = Daemon(path, root=Root(tree), dry_run=True,
+                    logger=Logger("json", "debug", io.StringIO()))
+    try:
+        assert not daemon.observers
+        write(tmp_path, POLICY.format(monitor="/") + '[metrics]\nlisten = "0"\n')
+        daemon._reload_config()
+        (obs,) = [o for o in daemon.observers if isinstance(o, MetricsObserver)]
+        daemon.tick()
+        host, port = obs.server.address
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as reply:
+            assert b"zoomd_" in reply.read()
+    finally:
+        daemon.shutdown()

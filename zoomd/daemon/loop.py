@@ -20,7 +20,7 @@ from zoomd.config.runtime import Config
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel, model_params
 from zoomd.daemon.log import Logger
-from zoomd.daemon.observers import make_observers
+from zoomd.daemon.observers import make_observers, reload_observers
 from zoomd.daemon.preflight import refusal
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
@@ -197,8 +197,10 @@ class Daemon:
         self.model.params = model_params(config)
         for ext in self.extensions:
             ext.on_reload()
-        for obs in self.observers:
-            obs.on_reload(self)
+        try:
+            reload_observers(self)
+        except ZoomdError as exc:  # preflight bound the address; someone took it since
+            self.logger.error("metrics unavailable after the reload", error=str(exc))
         self._arm_triggers()
         self.logger.info("configuration reloaded", files=",".join(files))
 

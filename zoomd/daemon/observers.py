@@ -139,6 +139,18 @@ class MetricsObserver:
         self._stop_exports()
 
 
+def reload_observers(daemon: Any) -> None:
+    """Give each observer the new configuration, and start [metrics] when a reload
+    turns it on (make_observers, at start, only made it when it was on then)."""
+    for obs in daemon.observers:
+        obs.on_reload(daemon)
+    settings = daemon.config.metrics
+    if (settings.listen or settings.textfile) and \
+            not any(isinstance(o, MetricsObserver) for o in daemon.observers):
+        trace = next((o for o in daemon.observers if isinstance(o, TraceObserver)), None)
+        daemon.observers.append(MetricsObserver(daemon, trace))
+
+
 def make_observers(daemon: Any, record: str | None) -> list[TickObserver]:
     """The observers a daemon's options and configuration ask for."""
     out: list[TickObserver] = []
