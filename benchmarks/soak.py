@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from synthhost import SynthHost  # noqa: E402
 
+from zoomd.actions.backend import FinishedAtOnce  # noqa: E402
 from zoomd.actions.outcome import ActionOutcome  # noqa: E402
 from zoomd.config.schema import Config  # noqa: E402
 from zoomd.daemon.engine import Engine  # noqa: E402
@@ -58,7 +59,7 @@ POLICIES = [
 ]
 
 
-class SyntheticEffects:
+class SyntheticEffects(FinishedAtOnce):
     """An ActionBackend whose kills remove groups from the synthetic tree; never signals."""
 
     def __init__(self, host: SynthHost) -> None:

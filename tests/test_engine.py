@@ -301,7 +301,9 @@ def test_hooks_run_around_the_action(lab, tmp_path) -> None:
     engine, _ = make_engine(lab, cfg, backend)
     d = Driver(lab, engine)
     d.full_pct, d.refault_pages_s = 60.0, 40_000
-    records = d.run(6.0)
+    # The record is made once the before hook has exited: in a tick, or at the latest
+    # when what is in flight is finished.
+    records = d.run(6.0) + engine.finish_in_flight()
     engine.close()
     assert [h["name"] for h in records[0]["hooks"]] == ["pre", "post"]
     before = json.loads(out_before.read_text())

@@ -224,9 +224,9 @@ def test_victim_vanishes_between_choosing_and_killing(tmp_path, children) -> Non
     h = lab(str(tmp_path), {"big": [kid.pid]})
 
     class VanishingBackend(CgroupfsBackend):
-        def kill_cgroup(self, procs_dir, **kwargs):
+        def start_kill_cgroup(self, procs_dir, **kwargs):
             shutil.rmtree(procs_dir)  # the service stopped on its own just now
-            return super().kill_cgroup(procs_dir, **kwargs)
+            return super().start_kill_cgroup(procs_dir, **kwargs)
 
     engine, _stream = make_engine(h, VanishingBackend())
     records = Stalling(h, engine).run(3.0)
@@ -269,6 +269,34 @@ def test_cgroup_kill_refused_falls_back_to_pidfd(tmp_path, children, monkeypatch
     outcome = kill_cgroup(group)
     assert outcome.ok and outcome.method == "pidfd"
     assert outcome.error == f"fell back to pidfd: {group}/cgroup.kill: {os.strerror(err)}"
+    assert all(k.wait(timeout=5) == -signal.SIGKILL for k in kids)
+
+
+def test_a_kill_is_issued_at_once_and_finished_by_later_steps(tmp_path, children) -> None:
+    """The loop's form of a kill: issuing it returns without waiting for the group to
+    empty; each step() looks once; the pidfds wake the loop when the processes exit."""
+    import select
+    import time
+
+    from zoomd.actions.kill import CgroupKill
+
+    kids = [children.start(), children.start()]
+    group = fake_group(tmp_path / "victim", [k.pid for k in kids])  # cgroup.kill: a no-op
+    started = time.monotonic()
+    kill = CgroupKill(group)
+    assert time.monotonic() - started < kill_mod.STRAGGLER_GRACE_S  # nothing waited for
+    assert kill.step() is None and len(kill.fds()) == 2 and kill.wake_in() is not None
+    steps = 0
+    while (outcome := kill.step()) is None:
+        steps += 1
+        assert time.monotonic() - started < 5
+        poller = select.poll()
+        for fd in kill.fds():
+            poller.register(fd, select.POLLIN)
+        poller.poll(max(1, int((kill.wake_in() or 0) * 1000)))
+    kill.close()
+    assert steps >= 1 and outcome.ok and outcome.method == "cgroup.kill"
+    assert "SIGKILLed again by pidfd" in (outcome.error or "")  # the no-op cgroup.kill
     assert all(k.wait(timeout=5) == -signal.SIGKILL for k in kids)
 
 

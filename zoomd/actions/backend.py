@@ -14,15 +14,96 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from zoomd.actions.cgroupfs import subtree_pids
 from zoomd.actions.freeze import choose_freezer, freeze_cgroup, no_freezer_error, thaw_cgroup
-from zoomd.actions.kill import kill_cgroup, kill_process
+from zoomd.actions.kill import CgroupKill, ProcessKill, kill_cgroup, kill_process
 from zoomd.actions.outcome import ActionOutcome, describe, failed
 from zoomd.actions.safety import group_refusal, proc_stat, refusal
 from zoomd.errors import KernelFileError
 
 
+class PendingAction(Protocol):
+    """An action issued and not finished yet (a kill whose processes are dying).
+
+    The loop calls `step()` (never waits) when one of `fds()` turns readable or after
+    `wake_in()` seconds, until it returns the outcome; then `close()`.
+    """
+
+    def step(self) -> ActionOutcome | None: ...
+
+    def fds(self) -> list[int]: ...
+
+    def wake_in(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class Finished:
+    """A PendingAction that was over when it was issued (dry run, a refusal, tests)."""
+
+    def __init__(self, outcome: ActionOutcome) -> None:
+        self.outcome = outcome
+
+    def step(self) -> ActionOutcome:
+        return self.outcome
+
+    def fds(self) -> list[int]:
+        return []
+
+    def wake_in(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class Completing:
+    """A PendingAction whose outcome goes through `then` once, when it is known."""
+
+    def __init__(self, inner: PendingAction,
+                 then: Callable[[ActionOutcome], ActionOutcome]) -> None:
+        self.inner, self.then = inner, then
+        self.outcome: ActionOutcome | None = None
+
+    def step(self) -> ActionOutcome | None:
+        if self.outcome is None:
+            done = self.inner.step()
+            if done is not None:
+                self.outcome = self.then(done)
+        return self.outcome
+
+    def fds(self) -> list[int]:
+        return self.inner.fds()
+
+    def wake_in(self) -> float | None:
+        return self.inner.wake_in()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FinishedAtOnce:
+    """start_* for a backend whose kills are over when they return (dry run, tests)."""
+
+    def start_kill_cgroup(self, procs_dir: str, **kwargs: Any) -> PendingAction:
+        return Finished(self.kill_cgroup(procs_dir, **kwargs))  # type: ignore[attr-defined]
+
+    def start_kill_process(self, pid: int, **kwargs: Any) -> PendingAction:
+        return Finished(self.kill_process(pid, **kwargs))  # type: ignore[attr-defined]
+
+
 @runtime_checkable
 class ActionBackend(Protocol):
-    """What the daemon may do to a chosen cgroup or process."""
+    """What the daemon may do to a chosen cgroup or process.
+
+    The daemon's loop uses the start_* forms of the kills, which return at once with
+    a PendingAction; the plain forms wait for the outcome (tests, the command line).
+    """
+
+    def start_kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
+                          timeout_s: float = 5.0, use_cgroup_kill: bool = True,
+                          protected_pids: frozenset[int] = frozenset()) -> PendingAction: ...
+
+    def start_kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
+                           timeout_s: float = 5.0) -> PendingAction: ...
 
     def kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                     timeout_s: float = 5.0, use_cgroup_kill: bool = True,
@@ -40,6 +121,16 @@ class ActionBackend(Protocol):
 
 class CgroupfsBackend:
     """The real effectors: writes cgroupfs and sends signals."""
+
+    def start_kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
+                          timeout_s: float = 5.0, use_cgroup_kill: bool = True,
+                          protected_pids: frozenset[int] = frozenset()) -> PendingAction:
+        return CgroupKill(procs_dir, usage_file=usage_file, timeout_s=timeout_s,
+                          use_cgroup_kill=use_cgroup_kill, protected_pids=protected_pids)
+
+    def start_kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
+                           timeout_s: float = 5.0) -> PendingAction:
+        return ProcessKill(pid, protected_pids=protected_pids, timeout_s=timeout_s)
 
     def kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                     timeout_s: float = 5.0, use_cgroup_kill: bool = True,
@@ -81,7 +172,7 @@ class ActionCall(NamedTuple):
         return ACTION_OF_METHOD[self.method]
 
 
-class DryRunBackend:
+class DryRunBackend(FinishedAtOnce):
     """Says what the real backend would do; only ever reads, never writes or signals.
 
     It reads the group's processes (so a record names who would have died) and applies
@@ -149,7 +240,7 @@ class DryRunBackend:
 Responder = ActionOutcome | Callable[[ActionCall], ActionOutcome]
 
 
-class RecordingBackend:
+class RecordingBackend(FinishedAtOnce):
     """For tests: records every call and answers with configured outcomes.
 
     `outcomes` maps an action ("kill", "kill-process", "freeze", "thaw") or a method

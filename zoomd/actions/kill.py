@@ -113,22 +113,144 @@ class _GroupKill:
         for fd in released:
             mrelease(fd)
 
-    def wait_empty(self, deadline: float, straggler_after: float | None) -> float | None:
-        """Monotonic time at which the subtree held no live process, None on timeout."""
-        while True:
-            listed = subtree_pids(self.procs_dir, vanished_ok=True)
-            self.live = [p for p in listed if is_live(p)]
-            now = time.monotonic()
-            if not self.live:
-                return now
-            if straggler_after is None or now >= straggler_after:
-                self.signal(self.live)
-            if now >= deadline:
-                return None
-            pending = [self.fds[p] for p in self.live
-                       if p in self.fds and not has_exited(self.fds[p])]
-            slice_s = _POLL_SLICE_S if pending else _IDLE_SLICE_S
-            wait_any_exit(pending, min(slice_s, max(0.0, deadline - now)))
+    def check_empty(self, deadline: float, straggler_after: float | None,
+                    ) -> tuple[bool, float | None]:
+        """One look at the subtree: (finished, monotonic time it held no live process;
+        None with finished on timeout). Signals stragglers; never waits."""
+        listed = subtree_pids(self.procs_dir, vanished_ok=True)
+        self.live = [p for p in listed if is_live(p)]
+        now = time.monotonic()
+        if not self.live:
+            return True, now
+        if straggler_after is None or now >= straggler_after:
+            self.signal(self.live)
+        if now >= deadline:
+            return True, None
+        return False, None
+
+    def pending_fds(self) -> list[int]:
+        """pidfds of live members that have not exited yet: readable at their exit."""
+        return [self.fds[p] for p in self.live if p in self.fds and not has_exited(self.fds[p])]
+
+
+class CgroupKill:
+    """One cgroup kill: issued when made, finished by `step()` from later ticks.
+
+    The daemon's loop polls `fds()` (pidfds, readable at each exit) and wakes after
+    `wake_in()` at the latest, so a kill that takes seconds never holds the loop.
+    `kill_cgroup` is this, stepped until done.
+    """
+
+    def __init__(self, procs_dir: str, *, usage_file: str | None = None,
+                 timeout_s: float = 5.0, use_cgroup_kill: bool = True,
+                 protected_pids: frozenset[int] = frozenset()) -> None:
+        self.state = _GroupKill(procs_dir, protected_pids)
+        self.usage_file = usage_file
+        self.timeout_s = timeout_s
+        self.outcome: ActionOutcome | None = None
+        self.before: int | None = None
+        self.note: str | None = None
+        self.start = self.deadline = 0.0
+        self.straggler_after: float | None = None
+        self._guarded(lambda: self._issue(use_cgroup_kill))
+
+    def _guarded(self, work) -> None:  # type: ignore[no-untyped-def]
+        state = self.state
+        try:
+            work()
+        except _Refused as exc:
+            self.outcome = failed("kill", state.procs_dir, state.method, str(exc),
+                                  tuple(state.pids))
+        except (OSError, KernelFileError) as exc:
+            self.outcome = failed("kill", state.procs_dir, state.method,
+                                  describe(exc, state.procs_dir), tuple(state.pids))
+        if self.outcome is not None:
+            state.close()
+
+    def _issue(self, use_cgroup_kill: bool) -> None:
+        state = self.state
+        procs_dir = state.procs_dir
+        kill_file = os.path.join(procs_dir, "cgroup.kill")
+        if use_cgroup_kill and os.path.exists(kill_file):
+            state.method = "cgroup.kill"
+        os.stat(procs_dir)  # a vanished group: "<dir>: No such file or directory"
+        listed = subtree_pids(procs_dir)
+        reason = group_refusal(listed, procs_dir, state.protected)
+        if reason:
+            self.outcome = failed("kill", procs_dir, state.method, reason)
+            return
+        self.before = read_usage(self.usage_file)
+        self.start = time.monotonic()
+        if state.method == "cgroup.kill":
+            state.open_all(listed)
+            self.start = time.monotonic()
+            try:
+                write_value(kill_file, "1")
+            except OSError as exc:
+                if exc.errno == errno.ENOENT and not os.path.isdir(procs_dir):
+                    # Removed since it was listed: only an empty group can be removed.
+                    self.outcome = failed("kill", procs_dir, state.method,
+                                          describe(exc, kill_file))
+                    return
+                # EBUSY, EOPNOTSUPP (threaded groups), ENOENT with the group still there...
+                self.note = f"fell back to pidfd: {describe(exc, kill_file)}"
+                state.method = "pidfd"
+            else:
+                state.pids.extend(listed)
+                for fd in state.fds.values():
+                    mrelease(fd)
+                self.straggler_after = self.start + STRAGGLER_GRACE_S
+        self.deadline = self.start + self.timeout_s
+        self._check()
+
+    def _check(self) -> None:
+        state = self.state
+        finished, empty_at = state.check_empty(self.deadline, self.straggler_after)
+        if not finished:
+            return
+        procs_dir = state.procs_dir
+        if empty_at is None:
+            shown = " ".join(str(p) for p in state.live[:10])
+            more = " ..." if len(state.live) > 10 else ""
+            self.outcome = failed("kill", procs_dir, state.method,
+                                  f"{procs_dir}: {len(state.live)} processes still there "
+                                  f"after {self.timeout_s:g}s: {shown}{more}",
+                                  tuple(state.pids))
+            return
+        note = self.note
+        if state.method == "cgroup.kill" and state.by_pidfd:
+            note = (f"{state.by_pidfd} processes still there {STRAGGLER_GRACE_S:g}s after "
+                    "cgroup.kill were SIGKILLed again by pidfd")
+        after = read_usage(self.usage_file)
+        freed = self.before - after if self.before is not None and after is not None \
+            else None
+        self.outcome = ActionOutcome("kill", procs_dir, True, state.method,
+                                     tuple(state.pids), empty_at - self.start, freed, note)
+        state.close()
+
+    def step(self) -> ActionOutcome | None:
+        """One look, never waiting: the outcome once the group is empty (or the kill
+        failed or timed out), None while processes are still dying."""
+        if self.outcome is None:
+            self._guarded(self._check)
+        return self.outcome
+
+    def fds(self) -> list[int]:
+        return [] if self.outcome is not None else self.state.pending_fds()
+
+    def wake_in(self) -> float | None:
+        """Seconds until the next look is due even without an exit."""
+        if self.outcome is not None:
+            return None
+        now = time.monotonic()
+        slice_s = _POLL_SLICE_S if self.fds() else _IDLE_SLICE_S
+        wake = min(slice_s, max(0.0, self.deadline - now))
+        if self.straggler_after is not None and now < self.straggler_after:
+            wake = min(wake, self.straggler_after - now)
+        return wake
+
+    def close(self) -> None:
+        self.state.close()
 
 
 def kill_cgroup(procs_dir: str, *, usage_file: str | None = None, timeout_s: float = 5.0,
@@ -138,96 +260,96 @@ def kill_cgroup(procs_dir: str, *, usage_file: str | None = None, timeout_s: flo
 
     Refuses (ok=False, nothing signalled) when the group holds PID 1, zoomd, a kernel
     thread or a protected pid. When cgroup.kill failed and pidfds did the work, `error`
-    notes the fallback even though ok is True.
+    notes the fallback even though ok is True. Blocks until done: see CgroupKill.
     """
-    state = _GroupKill(procs_dir, protected_pids)
+    kill = CgroupKill(procs_dir, usage_file=usage_file, timeout_s=timeout_s,
+                      use_cgroup_kill=use_cgroup_kill, protected_pids=protected_pids)
     try:
-        return _kill_cgroup(state, usage_file, timeout_s, use_cgroup_kill)
-    except _Refused as exc:
-        return failed("kill", procs_dir, state.method, str(exc), tuple(state.pids))
-    except (OSError, KernelFileError) as exc:
-        return failed("kill", procs_dir, state.method, describe(exc, procs_dir),
-                      tuple(state.pids))
+        while (outcome := kill.step()) is None:
+            wait_any_exit(kill.fds(), kill.wake_in() or 0.0)
+        return outcome
     finally:
-        state.close()
+        kill.close()
 
 
-def _kill_cgroup(state: _GroupKill, usage_file: str | None, timeout_s: float,
-                 use_cgroup_kill: bool) -> ActionOutcome:
-    procs_dir = state.procs_dir
-    kill_file = os.path.join(procs_dir, "cgroup.kill")
-    if use_cgroup_kill and os.path.exists(kill_file):
-        state.method = "cgroup.kill"
-    os.stat(procs_dir)  # a vanished group: "<dir>: No such file or directory"
-    listed = subtree_pids(procs_dir)
-    reason = group_refusal(listed, procs_dir, state.protected)
-    if reason:
-        return failed("kill", procs_dir, state.method, reason)
-    before = read_usage(usage_file)
-    note = None
-    straggler_after: float | None = None
-    start = time.monotonic()
-    if state.method == "cgroup.kill":
-        state.open_all(listed)
-        start = time.monotonic()
+class ProcessKill:
+    """One process kill: SIGKILL and process_mrelease at once, its exit seen by `step()`."""
+
+    def __init__(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
+                 timeout_s: float = 5.0) -> None:
+        self.pid = pid
+        self.target = f"pid:{pid}"
+        self.timeout_s = timeout_s
+        self.fd: int | None = None
+        self.start = self.deadline = 0.0
+        self.outcome: ActionOutcome | None = None
         try:
-            write_value(kill_file, "1")
+            self.outcome = self._issue(protected_pids)
         except OSError as exc:
-            if exc.errno == errno.ENOENT and not os.path.isdir(procs_dir):
-                # Removed since it was listed: only an empty group can be removed.
-                return failed("kill", procs_dir, state.method, describe(exc, kill_file))
-            # EBUSY, EOPNOTSUPP (threaded groups), ENOENT with the group still there...
-            note = f"fell back to pidfd: {describe(exc, kill_file)}"
-            state.method = "pidfd"
-        else:
-            state.pids.extend(listed)
-            for fd in state.fds.values():
-                mrelease(fd)
-            straggler_after = start + STRAGGLER_GRACE_S
-    empty_at = state.wait_empty(start + timeout_s, straggler_after)
-    if empty_at is None:
-        shown = " ".join(str(p) for p in state.live[:10])
-        more = " ..." if len(state.live) > 10 else ""
-        return failed("kill", procs_dir, state.method,
-                      f"{procs_dir}: {len(state.live)} processes still there after "
-                      f"{timeout_s:g}s: {shown}{more}", tuple(state.pids))
-    if state.method == "cgroup.kill" and state.by_pidfd:
-        note = (f"{state.by_pidfd} processes still there {STRAGGLER_GRACE_S:g}s after "
-                "cgroup.kill were SIGKILLed again by pidfd")
-    after = read_usage(usage_file)
-    freed = before - after if before is not None and after is not None else None
-    return ActionOutcome("kill", procs_dir, True, state.method, tuple(state.pids),
-                         empty_at - start, freed, note)
+            self.outcome = failed("kill-process", self.target, "pidfd",
+                                  describe(exc, self.target))
+        if self.outcome is not None:
+            self.close()
+
+    def _issue(self, protected_pids: frozenset[int]) -> ActionOutcome | None:
+        target = self.target
+        reason = refusal(self.pid, protected_pids)
+        if reason:
+            return failed("kill-process", target, "pidfd", f"{target}: refusing: {reason}")
+        self.fd = fd = open_pidfd(self.pid)
+        reason = refusal(self.pid, protected_pids)  # now about the process the pidfd names
+        if reason:
+            return failed("kill-process", target, "pidfd", f"{target}: refusing: {reason}")
+        self.start = time.monotonic()
+        if fd is None or has_exited(fd) or not send_sigkill(fd, self.pid):
+            return failed("kill-process", target, "pidfd", f"{target}: No such process")
+        mrelease(fd)
+        self.deadline = self.start + self.timeout_s
+        return self._check()
+
+    def _check(self) -> ActionOutcome | None:
+        assert self.fd is not None
+        if has_exited(self.fd):
+            return ActionOutcome("kill-process", self.target, True, "pidfd", (self.pid,),
+                                 time.monotonic() - self.start, None, None)
+        if time.monotonic() >= self.deadline:
+            return failed("kill-process", self.target, "pidfd",
+                          f"{self.target}: still running {self.timeout_s:g}s after SIGKILL",
+                          (self.pid,))
+        return None
+
+    def step(self) -> ActionOutcome | None:
+        if self.outcome is None:
+            try:
+                self.outcome = self._check()
+            except OSError as exc:
+                self.outcome = failed("kill-process", self.target, "pidfd",
+                                      describe(exc, self.target))
+            if self.outcome is not None:
+                self.close()
+        return self.outcome
+
+    def fds(self) -> list[int]:
+        return [self.fd] if self.outcome is None and self.fd is not None else []
+
+    def wake_in(self) -> float | None:
+        if self.outcome is not None:
+            return None
+        return min(0.1, max(0.0, self.deadline - time.monotonic()))
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def kill_process(pid: int, *, protected_pids: frozenset[int] = frozenset(),
                  timeout_s: float = 5.0) -> ActionOutcome:
     """SIGKILL one process through a pidfd, release its memory, wait for it to exit."""
-    target = f"pid:{pid}"
-    reason = refusal(pid, protected_pids)
-    if reason:
-        return failed("kill-process", target, "pidfd", f"{target}: refusing: {reason}")
-    fd: int | None = None
+    kill = ProcessKill(pid, protected_pids=protected_pids, timeout_s=timeout_s)
     try:
-        fd = open_pidfd(pid)
-        reason = refusal(pid, protected_pids)  # now about the process the pidfd names
-        if reason:
-            return failed("kill-process", target, "pidfd", f"{target}: refusing: {reason}")
-        start = time.monotonic()
-        if fd is None or has_exited(fd) or not send_sigkill(fd, pid):
-            return failed("kill-process", target, "pidfd", f"{target}: No such process")
-        mrelease(fd)
-        deadline = start + timeout_s
-        while not has_exited(fd):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return failed("kill-process", target, "pidfd",
-                              f"{target}: still running {timeout_s:g}s after SIGKILL", (pid,))
-            wait_any_exit([fd], min(remaining, 0.1))
-        return ActionOutcome("kill-process", target, True, "pidfd", (pid,),
-                             time.monotonic() - start, None, None)
-    except OSError as exc:
-        return failed("kill-process", target, "pidfd", describe(exc, target))
+        while (outcome := kill.step()) is None:
+            wait_any_exit(kill.fds(), kill.wake_in() or 0.0)
+        return outcome
     finally:
-        if fd is not None:
-            os.close(fd)
+        kill.close()

@@ -2,7 +2,10 @@
 
 The engine is driven by `tick()` with the host snapshot of the moment; it owns no
 timers and reads no clock of its own, so tests (and replay) can drive it with any
-clock. Acting goes through an ActionBackend, which dry-run replaces.
+clock. Acting goes through an ActionBackend, which dry-run replaces. Nothing in a tick
+waits: a decision's before-hooks and its kill are an action in flight
+(daemon/inflight.py), advanced by each later tick and, between ticks, by the loop
+(`advance_actions`); its record is made when it is over.
 """
 
 from __future__ import annotations
@@ -10,15 +13,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoomd.actions.backend import ActionBackend, DryRunBackend
+from zoomd.actions.backend import ActionBackend, DryRunBackend, Finished, PendingAction
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import Config, Policy, as_runtime
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.globs import relative_to
-from zoomd.daemon.hooks import HookRunner
+from zoomd.daemon.hooks import HookRun, HookRunner
+from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
 from zoomd.daemon.sample import History
@@ -84,6 +89,8 @@ class Engine:
         # daemon that acts for months does not keep every record it ever made.
         self.records: deque[dict[str, Any]] = deque(maxlen=RECORDS_KEPT)
         self.hooks = HookRunner(tuple(config.hook))
+        self.inflight = InFlightSet()
+        self._finished: list[dict[str, Any]] = []  # records made between two ticks
         self.stalls: PolicyStalls | None = None  # set by the daemon when [taskstats] is on
         self.states: list[PolicyState] = []
         for policy in config.policy:
@@ -109,21 +116,47 @@ class Engine:
 
     @property
     def busy(self) -> bool:
-        """True while some policy is pending or holds frozen groups: tick fast."""
-        return any(s.pending_since is not None or s.frozen for s in self.states)
+        """True while some policy is pending, holds frozen groups or has an action in
+        flight: tick fast."""
+        return bool(self.inflight) or \
+            any(s.pending_since is not None or s.frozen for s in self.states)
 
     def monitored_pressure_paths(self) -> list[str]:
         return [s.monitor.pressure_path for s in self.states]
 
     def close(self) -> None:
+        self.finish_in_flight()
         for state in self.states:
             state.monitor.close()
         self.hooks.close()
 
+    # -- actions in flight (the loop's part) --------------------------------------------
+    def advance_actions(self) -> None:
+        """Between ticks, when an action's descriptor turned readable or its wake time
+        came: advance what is in flight; records made are returned by the next tick."""
+        self._finished.extend(self.inflight.advance())
+
+    def action_fds(self) -> list[int]:
+        """Descriptors to wake on: hooks' and dying processes' pidfds."""
+        return self.inflight.fds()
+
+    def action_wake_in(self) -> float | None:
+        """Seconds until an action in flight wants a look without an event."""
+        return self.inflight.wake_in()
+
+    def finish_in_flight(self) -> list[dict[str, Any]]:
+        """Finish every action in flight, waiting for it (shutdown, tests): bounded by
+        the hooks' timeouts and the kills'. Returns the records not yet returned."""
+        self._finished.extend(self.inflight.drain())
+        done, self._finished = self._finished, []
+        return done
+
     # ---------------------------------------------------------------------------------
     def tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
-        """Advance every policy by one sample; returns the records of actions taken."""
-        done: list[dict[str, Any]] = []
+        """Advance every policy by one sample; returns the records of actions finished
+        since the previous tick (made by it or by an action in flight)."""
+        done, self._finished = self._finished, []
+        done.extend(self.inflight.advance())
         now = host.monotonic
         for state in self.states:
             if not self._sample(state, host, estimate):
@@ -150,7 +183,8 @@ class Engine:
                 state.baseline = self._baseline(state, host)
                 self.logger.info("conditions hold, waiting", policy=state.policy.name,
                                  **{"for": state.policy.for_})
-            if now - state.pending_since < state.policy.for_ or now < state.quiet_until:
+            if now - state.pending_since < state.policy.for_ or now < state.quiet_until \
+                    or self.inflight.owned_by(state):
                 continue
             assert fig is not None
             try:
@@ -251,28 +285,37 @@ class Engine:
         policy = state.policy
         victim = ranked[0]
         backend, dry = self._backend_for(policy)
-        hook_runs = []
+        issue = self._prepare(backend, policy, victim.path)  # reads it: may raise
+        hooks = None
         if self.hooks.hooks:
             pending = ActionOutcome(policy.action, victim.path, False, "pending", (), None,
                                     None, None)
             preview = self._record(state, host, estimate, fig, results, ranked, skipped,
                                    victim.path, policy.action, dry, pending)
             preview["victim_memory_bytes"] = victim.memory
-            hook_runs = self.hooks.before(preview)
-        outcome = self._act(backend, policy, victim.path)
-        record = self._record(state, host, estimate, fig, results, ranked, skipped, victim.path,
-                              policy.action, dry, outcome)
-        record["victim_memory_bytes"] = victim.memory
-        if stall_figures:
-            record["stalls"] = stall_figures
-        if self.hooks.hooks:
-            hook_runs += self.hooks.after(record)
-            record["hooks"] = [run.to_json() for run in hook_runs]
-        if outcome.ok and policy.action == "freeze" and not dry:
-            state.frozen[victim.path] = FrozenGroup(victim.path, host.monotonic)
+            hooks = self.hooks.start_before(preview)
+
+        def finish(outcome: ActionOutcome, hook_runs: list[HookRun]) -> dict[str, Any]:
+            record = self._record(state, host, estimate, fig, results, ranked, skipped,
+                                  victim.path, policy.action, dry, outcome)
+            record["victim_memory_bytes"] = victim.memory
+            if stall_figures:
+                record["stalls"] = stall_figures
+            if self.hooks.hooks:
+                hook_runs = hook_runs + self.hooks.after(record)
+                record["hooks"] = [run.to_json() for run in hook_runs]
+            if outcome.ok and policy.action == "freeze" and not dry:
+                state.frozen[victim.path] = FrozenGroup(victim.path, host.monotonic)
+            self.logger.record(record)
+            self.records.append(record)
+            return record
+
+        # Decided now: the policies on this group wait from now, as they did when the
+        # action was carried out within this tick.
         self._quiet_overlapping(state, host.monotonic)
-        self.logger.record(record)
-        self.records.append(record)
+        record = self.inflight.start(InFlight(state, hooks, issue, finish))
+        if record is None:
+            self.logger.info("action in flight", policy=policy.name, victim=victim.path)
         return record
 
     def _quiet_overlapping(self, acted: PolicyState, now: float) -> None:
@@ -287,7 +330,10 @@ class Engine:
             state.pending_since = None
             state.baseline.clear()
 
-    def _act(self, backend: ActionBackend, policy: Policy, path: str) -> ActionOutcome:
+    def _prepare(self, backend: ActionBackend, policy: Policy, path: str,
+                 ) -> Callable[[], PendingAction]:
+        """Read what acting on `path` needs (now: a ZoomdError here means nothing was
+        done) and return what issues the action; it returns at once."""
         action = policy.action
         v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
         memory = self.reader.memory(path)
@@ -299,10 +345,16 @@ class Engine:
             usage_file = self.reader.root.join(f"{v1dir}/memory.usage_in_bytes") if v1dir \
                 else None
         if action == "kill":
-            return backend.kill_cgroup(v2_dir, usage_file=usage_file)
+            return lambda: backend.start_kill_cgroup(v2_dir, usage_file=usage_file)
         if action == "freeze":
-            return backend.freeze_cgroup(v2_dir, self._v1_freezer_dir(path))
+            v1_freezer = self._v1_freezer_dir(path)
+            return lambda: Finished(backend.freeze_cgroup(v2_dir, v1_freezer))
         return self._kill_largest_process(backend, path, policy)
+
+    def _act(self, backend: ActionBackend, policy: Policy, path: str) -> ActionOutcome:
+        """Act and wait for the outcome (the swap rule)."""
+        return InFlight(None, None, self._prepare(backend, policy, path),
+                        lambda outcome, _runs: {"outcome": outcome}).wait()["outcome"]
 
     def _v1_freezer_dir(self, path: str) -> str | None:
         if self.reader.exists(path) and self.reader.root.exists(
@@ -318,14 +370,15 @@ class Engine:
         return None
 
     def _kill_largest_process(self, backend: ActionBackend, path: str,
-                              policy: Policy) -> ActionOutcome:
+                              policy: Policy) -> Callable[[], PendingAction]:
         from zoomd.daemon.processes import choose_process
 
         pid = choose_process(self.reader, path, policy.process)
         if pid is None:
-            return ActionOutcome("kill-process", path, False, "pidfd", (), None, None,
-                                 "no process may be killed in this group")
-        return backend.kill_process(pid)
+            refused = ActionOutcome("kill-process", path, False, "pidfd", (), None, None,
+                                    "no process may be killed in this group")
+            return lambda: Finished(refused)
+        return lambda: backend.start_kill_process(pid)
 
     def _advance_frozen(self, state: PolicyState, now: float, holds: bool,
                         fig: WindowFigures | None, estimate: ReclaimEstimate,
@@ -335,12 +388,11 @@ class Engine:
         for path, frozen in list(state.frozen.items()):
             if policy.kill_after_frozen is not None and \
                     now - frozen.frozen_at >= policy.kill_after_frozen:
-                backend, dry = self._backend_for(policy)
-                outcome = backend.kill_cgroup(self.reader.root.join(
-                    self.reader.layout.v2_dir(path)))
                 del state.frozen[path]
-                out.append(self._simple_record(state, "kill", path, dry, outcome,
-                                               f"frozen for {now - frozen.frozen_at:.1f}s"))
+                record = self.inflight.start(self._escalation(
+                    state, path, f"frozen for {now - frozen.frozen_at:.1f}s"))
+                if record is not None:
+                    out.append(record)
                 continue
             if holds:
                 frozen.clear_since = None
@@ -355,6 +407,14 @@ class Engine:
                 out.append(self._simple_record(state, "thaw", path, dry, outcome,
                                                f"conditions clear for {policy.thaw_after:g}s"))
         return out
+
+    def _escalation(self, state: PolicyState, path: str, reason: str) -> InFlight:
+        """kill_after_frozen: kill a group that stayed frozen (no hooks, as before)."""
+        backend, dry = self._backend_for(state.policy)
+        v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
+        return InFlight(state, None, lambda: backend.start_kill_cgroup(v2_dir),
+                        lambda outcome, _runs: self._simple_record(state, "kill", path, dry,
+                                                                   outcome, reason))
 
     def thaw_all(self) -> list[ActionOutcome]:
         """On shutdown: thaw everything zoomd froze."""

@@ -1,15 +1,19 @@
 """Hooks: operator commands run before or after an action (argv lists, never a shell).
 
 A "before" hook gets `timeout` to finish; after that the action goes ahead anyway
-(as oomd's prekill hooks do): a hung hook must not keep a host browned out. "after"
-hooks are started and reaped later, so they never hold up the loop. Hooks do not
-run for dry-run decisions unless the hook says `dry_run = true`.
+(as oomd's prekill hooks do): a hung hook must not keep a host browned out. Neither
+kind holds up the loop: "before" hooks run as a BeforeHooks batch (one after another)
+that the loop polls, waking on each hook's pidfd or its deadline, while the watchdog
+and the other policies go on; "after" hooks are started and reaped later. Hooks do
+not run for dry-run decisions unless the hook says `dry_run = true`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -94,6 +98,103 @@ def hook_environment(record: Mapping[str, Any], phase: str) -> dict[str, str]:
     return env
 
 
+class BeforeHooks:
+    """The "before" hooks of one decision, run one after another without blocking.
+
+    `poll()` advances them (a hook that exited gives its returncode; one past its
+    timeout is killed and left to the runner to reap) and says when all are done.
+    Timeouts are real time, whatever clock drives the engine.
+    """
+
+    def __init__(self, runner: HookRunner, hooks: list[Any], env: dict[str, str]) -> None:
+        self.runner = runner
+        self.env = env
+        self.todo = list(hooks)
+        self.runs: list[HookRun] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None
+        self._hook: Any = None
+        self._started = 0.0
+        self._deadline = 0.0
+        self._start_next()
+
+    @property
+    def done(self) -> bool:
+        return self._proc is None and not self.todo
+
+    def _start_next(self) -> None:
+        while self._proc is None and self.todo:
+            hook = self.todo.pop(0)
+            try:
+                proc = self.runner._spawn(hook, self.env)
+            except OSError as exc:
+                self.runs.append(HookRun(hook.name, "before", None, 0.0, False,
+                                         f"{hook.command[0]}: {exc.strerror or exc}"))
+                continue
+            self._proc, self._hook = proc, hook
+            self._started = time.monotonic()
+            self._deadline = self._started + hook.timeout
+            try:
+                self._pidfd = os.pidfd_open(proc.pid)
+            except OSError:
+                self._pidfd = None  # e.g. EMFILE: the loop wakes on its slice instead
+
+    def _end(self, code: int | None, timed_out: bool) -> None:
+        assert self._proc is not None
+        self.runs.append(HookRun(self._hook.name, "before", code,
+                                 time.monotonic() - self._started, timed_out, None))
+        if self._pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pidfd)
+        self._proc = self._pidfd = self._hook = None
+
+    def poll(self) -> bool:
+        """Advance without waiting; True once every hook has finished or timed out."""
+        while self._proc is not None:
+            now = time.monotonic()
+            code = self._proc.poll()
+            if code is not None:
+                self._end(code, False)
+            elif now >= self._deadline:
+                self._proc.kill()
+                self.runner._running.append((self._hook.name, self._proc))
+                self._end(None, True)
+            else:
+                return False
+            self._start_next()
+        return True
+
+    def fds(self) -> list[int]:
+        """Descriptors that turn readable when the running hook exits."""
+        return [self._pidfd] if self._pidfd is not None else []
+
+    def wake_in(self) -> float | None:
+        """Seconds until the running hook's deadline (None: nothing running); without
+        a pidfd to wake on its exit, a short slice."""
+        if self._proc is None:
+            return None
+        left = max(0.0, self._deadline - time.monotonic())
+        return left if self._pidfd is not None else min(left, 0.05)
+
+    def wait(self) -> list[HookRun]:
+        """Block until done (tests and shutdown; the loop never calls this)."""
+        while not self.poll():
+            wake = self.wake_in()
+            poller = select.poll()
+            for fd in self.fds():
+                poller.register(fd, select.POLLIN)
+            poller.poll(max(1, int((wake or 0.0) * 1000)))
+        return self.runs
+
+    def cancel(self) -> None:
+        """Kill a hook still running (it is reaped by the runner)."""
+        if self._proc is not None:
+            self._proc.kill()
+            self.runner._running.append((self._hook.name, self._proc))
+            self._end(None, True)
+        self.todo.clear()
+
+
 class HookRunner:
     """Runs the configured hooks; keeps "after" hooks until they exit."""
 
@@ -125,28 +226,14 @@ class HookRunner:
                                 stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True)
 
+    def start_before(self, record: Mapping[str, Any]) -> BeforeHooks:
+        """Start the "before" hooks that apply to `record`; poll the batch for the rest."""
+        return BeforeHooks(self, self._selected("before", record),
+                           hook_environment(record, "before"))
+
     def before(self, record: Mapping[str, Any]) -> list[HookRun]:
-        """Run "before" hooks, each waited for at most its timeout."""
-        runs = []
-        env = hook_environment(record, "before")
-        for hook in self._selected("before", record):
-            started = time.monotonic()
-            try:
-                proc = self._spawn(hook, env)
-            except OSError as exc:
-                runs.append(HookRun(hook.name, "before", None, 0.0, False,
-                                    f"{hook.command[0]}: {exc.strerror or exc}"))
-                continue
-            try:
-                code: int | None = proc.wait(timeout=hook.timeout)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                self._running.append((hook.name, proc))
-                code, timed_out = None, True
-            runs.append(HookRun(hook.name, "before", code, time.monotonic() - started,
-                                timed_out, None))
-        return runs
+        """Run "before" hooks, each waited for at most its timeout (blocking)."""
+        return self.start_before(record).wait()
 
     def after(self, record: Mapping[str, Any]) -> list[HookRun]:
         """Start "after" hooks without waiting for them."""

@@ -1,9 +1,12 @@
 """The daemon: wake on PSI triggers, swap-set changes, signals or the interval; tick.
 
 Each tick reads the host (kept-open files), runs the reclaim model and every
-policy, and acts. SIGHUP reloads the configuration (a bad one is reported and the
-old one kept); SIGTERM/SIGINT thaw what zoomd froze and exit (0 on SIGTERM, 130 on
-SIGINT).
+Each tick reads the host (kept-open files), runs the reclaim model and every
+policy, and acts. Nothing waits inside it: a decision's "before" hooks and its kill
+are actions in flight, which the loop wakes for (their pidfds, or their next look)
+and advances between ticks, so the watchdog and every other policy go on. SIGHUP
+reloads the configuration (a bad one is reported and the old one kept);
+SIGTERM/SIGINT thaw what zoomd froze and exit (0 on SIGTERM, 130 on SIGINT).
 """
 
 from __future__ import annotations
@@ -250,31 +253,46 @@ class Daemon:
         self.notifier.ready(self._watching)
         started = time.monotonic()
         last_watchdog = 0.0
+        next_tick = started
         poller = select.poll()
         try:
             while not self._stop:
-                if self.duration is not None and time.monotonic() - started >= self.duration:
+                now = time.monotonic()
+                if self.duration is not None and now - started >= self.duration:
                     break
-                if self._pending_load is not None and self._pending_load.done:
+                # A reload waits for the actions in flight: they belong to this engine.
+                if self._pending_load is not None and self._pending_load.done and \
+                        not self.engine.inflight:
                     self._finish_reload()
                 if self._reload and self._pending_load is None:
                     self._start_reload()
-                try:
-                    self.tick()
-                except ZoomdError as exc:
-                    # A misread value never becomes an action: skip this tick, say why.
-                    self.logger.error("tick skipped", error=str(exc))
+                if now >= next_tick:
+                    try:
+                        self.tick()
+                    except ZoomdError as exc:
+                        # A misread value never becomes an action: skip this tick, say why.
+                        self.logger.error("tick skipped", error=str(exc))
+                    d = self.config.daemon
+                    next_tick = time.monotonic() + (
+                        d.fast_interval if self.engine.busy or self._pressured()
+                        else d.interval)
+                else:
+                    self.engine.advance_actions()  # woken for an action in flight
                 now = time.monotonic()
-                if self.notifier.watchdog_interval and \
-                        now - last_watchdog >= self.notifier.watchdog_interval:
+                watchdog = self.notifier.watchdog_interval
+                if watchdog and now - last_watchdog >= watchdog:
                     self.notifier.watchdog()
                     last_watchdog = now
-                d = self.config.daemon
-                timeout = d.fast_interval if self.engine.busy or self._pressured() \
-                    else d.interval
+                timeout = next_tick - now
+                wake = self.engine.action_wake_in()
+                if wake is not None:
+                    timeout = min(timeout, wake)
+                if watchdog:
+                    timeout = min(timeout, last_watchdog + watchdog - now)
                 if self.duration is not None:
-                    timeout = max(0.0, min(timeout, self.duration - (now - started)))
-                self._wait(poller, timeout)
+                    timeout = min(timeout, self.duration - (now - started))
+                if self._wait(poller, max(0.0, timeout)):
+                    next_tick = now  # a trigger, a signal, a socket: tick at once
         finally:
             self.shutdown()
         return exit_status(self._stopped_by)
@@ -290,7 +308,9 @@ class Daemon:
                 return True
         return False
 
-    def _wait(self, poller: select.poll, timeout: float) -> None:
+    def _wait(self, poller: select.poll, timeout: float) -> bool:
+        """Sleep until an event or `timeout`; True when something other than an action
+        in flight woke us (that calls for a tick)."""
         fds = {self._wake_r: select.POLLIN}
         pending = self._pending_load
         for fd in pending.fds() if pending is not None else ():
@@ -303,6 +323,9 @@ class Daemon:
         for ext in self.extensions:
             for fd, mask in ext.fds().items():
                 fds[fd], owners[fd] = mask, ext
+        actions = set(self.engine.action_fds()) - set(fds)
+        for fd in actions:
+            fds[fd] = select.POLLIN
         for fd, mask in fds.items():
             poller.register(fd, mask)
         try:
@@ -313,6 +336,8 @@ class Daemon:
             for fd in fds:
                 poller.unregister(fd)
         for fd, mask in events:
+            if fd in actions:
+                continue  # advanced by the loop, no tick needed
             if fd == self._wake_r:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 64)
@@ -326,11 +351,15 @@ class Daemon:
             elif mask & select.POLLERR:
                 self.logger.warning("PSI trigger source gone; re-arming")
                 self._arm_triggers()
+        return any(fd not in actions for fd, _ in events)
 
     def shutdown(self) -> None:
         if self._pending_load is not None:
             self._pending_load.cancel()
             self._pending_load = None
+        # What is in flight is finished (its record logged), as it was when the tick
+        # that decided it carried it out: bounded by the hooks' and the kill's timeouts.
+        self.engine.finish_in_flight()
         if self.config.daemon.thaw_on_exit:
             for outcome in self.engine.thaw_all():
                 self.logger.info("thawed on exit", target=outcome.target, ok=outcome.ok)

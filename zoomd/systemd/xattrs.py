@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from zoomd.actions.backend import ActionBackend
+from zoomd.actions.backend import ActionBackend, Completing, PendingAction
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.kernel.keyvalue import is_decimal
 
@@ -70,15 +70,25 @@ class ReportingBackend:
 
     def kill_cgroup(self, procs_dir: str, **kwargs) -> ActionOutcome:  # type: ignore[no-untyped-def]
         error = increment(procs_dir, OOMS, 1)
-        outcome = self.inner.kill_cgroup(procs_dir, **kwargs)
+        return self._finish(procs_dir, self.inner.kill_cgroup(procs_dir, **kwargs), error)
+
+    def start_kill_cgroup(self, procs_dir: str, **kwargs) -> PendingAction:  # type: ignore[no-untyped-def]
+        error = increment(procs_dir, OOMS, 1)
+        # The reason in force when the kill was issued, not when it finished.
+        reason = self.reason or "memory-pressure"
+        return Completing(self.inner.start_kill_cgroup(procs_dir, **kwargs),
+                          lambda outcome: self._finish(procs_dir, outcome, error, reason))
+
+    def _finish(self, procs_dir: str, outcome: ActionOutcome, error: str | None,
+                reason: str | None = None) -> ActionOutcome:
         if outcome.ok or outcome.pids:
             error = increment(procs_dir, KILL, len(outcome.pids)) or error
         if error:
             self.errors.append(error)
         if outcome.ok:
-            reason = self.reason or "memory-pressure"
+            said = reason or self.reason or "memory-pressure"
             for listener in self.listeners:
-                listener(self.cgroup_of(procs_dir), reason, outcome)
+                listener(self.cgroup_of(procs_dir), said, outcome)
         return outcome
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
