@@ -1,7 +1,6 @@
 """The daemon: wake on PSI triggers, swap-set changes, signals or the interval; tick.
 
 Each tick reads the host (kept-open files), runs the reclaim model and every
-Each tick reads the host (kept-open files), runs the reclaim model and every
 policy, and acts. Nothing waits inside it: a decision's "before" hooks and its kill
 are actions in flight, which the loop wakes for (their pidfds, or their next look)
 and advances between ticks, so the watchdog and every other policy go on. SIGHUP
