@@ -211,6 +211,25 @@ def case_reload_listen(case: Case) -> str:
         f"daemon stopped, exit {proc.returncode}"
 
 
+def case_reload_adds_metrics(case: Case) -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = case.config(POLICY.format(monitor="/"), "a.toml")
+    proc = case.start(*case.run_args(path), "--duration", "30")
+    case.config(POLICY.format(monitor="/") + f'[metrics]\nlisten = "{port}"\n', "a.toml")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(2.5)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            served = True
+    except OSError:
+        served = False
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    return "metrics served" if served else "metrics not started"
+
+
 def case_signal(command: str, signum: int) -> Callable[[Case], str]:
     def run(case: Case) -> str:
         if command == "run":
@@ -242,6 +261,8 @@ CASES: list[tuple[str, str, Callable[[Case], str]]] = [
      case_listen),
     ("3", "`check`/`run`, textfile in a directory that does not exist", case_textfile),
     ("3", "SIGHUP reload to listen = \"192.0.2.1:9464\"", case_reload_listen),
+    ("3", "SIGHUP reload that adds listen = PORT to a daemon started without",
+     case_reload_adds_metrics),
     ("11", "`run`, SIGINT", case_signal("run", signal.SIGINT)),
     ("11", "`run`, SIGTERM", case_signal("run", signal.SIGTERM)),
     ("11", "`record`, SIGINT", case_signal("record", signal.SIGINT)),
