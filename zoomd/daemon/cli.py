@@ -53,7 +53,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    check = sub.add_parser("check", help="validate a configuration and print the effective one")
+    check = sub.add_parser("check", help="validate a configuration as `run` would (and refuse "
+                           "what it would refuse here) and print all of the effective one")
     check.add_argument("--config", metavar="FILE", default=None,
                        help="configuration file (default: /etc/zoomd/zoomd.toml, "
                             "else the shipped one)")
