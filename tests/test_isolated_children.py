@@ -111,3 +111,20 @@ def test_a_hook_is_never_looked_up_in_the_working_directory(tmp_path, monkeypatc
     runs = runner.before({"policy": "p", "action": "kill"})
     assert runs[0].error is not None and "zoomd-hook" in runs[0].error
     assert not marker.exists()
+
+
+def test_a_hook_runs_in_root_with_only_absolute_path_entries(tmp_path, monkeypatch) -> None:
+    """A hook script's own relative names and PATH lookups never reach the daemon's
+    working directory."""
+    out = tmp_path / "seen.json"
+    code = ("import json, os, sys; json.dump([os.getcwd(), os.environ['PATH']], "
+            "open(sys.argv[1], 'w'))")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", ".:/usr/bin::/bin:")
+    runner = HookRunner((SimpleNamespace(name="h", when="before",
+                                         command=(sys.executable, "-c", code, str(out)),
+                                         timeout=10.0, dry_run=False, policies=(),
+                                         actions=()),))
+    runs = runner.before({"policy": "p", "action": "kill"})
+    assert runs[0].returncode == 0, runs
+    assert __import__("json").loads(out.read_text()) == ["/", "/usr/bin:/bin"]

@@ -219,12 +219,12 @@ class HookRunner:
 
     def _spawn(self, hook: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
         # Absolute PATH entries only: an empty or relative one would look the program
-        # up in the daemon's working directory.
+        # up in the daemon's working directory; and the hook runs in /, not there.
         full_env = {"PATH": safe_path(os.environ.get("PATH")), **env}
         return subprocess.Popen(hook_argv(hook.command, full_env["PATH"]), env=full_env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, close_fds=True,
-                                start_new_session=True)
+                                start_new_session=True, cwd="/")
 
     def start_before(self, record: Mapping[str, Any]) -> BeforeHooks:
         """Start the "before" hooks that apply to `record`; poll the batch for the rest."""
