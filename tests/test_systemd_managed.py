@@ -143,6 +143,57 @@ def test_swap_onset_burst_does_not_fool_the_zram_aware_swap_rule(fake) -> None:
     assert records[0][1]["victim"] == f"{USER}/big.service"
 
 
+def test_swap_guard_acts_through_the_engines_action_path(fake) -> None:
+    """The swap rule's kill goes through the engine like a policy's: in flight until
+    the group is empty (the rule neither waits nor decides again meanwhile), recorded
+    by a later engine tick, and reported to systemd with its own reason."""
+    from zoomd.actions.backend import RecordingBackend as Inner
+
+    class Slow(Inner):
+        """Kills that finish on their second look."""
+
+        def start_kill_cgroup(self, procs_dir, **kwargs):
+            outcome = self.kill_cgroup(procs_dir, **kwargs)
+            looks = []
+
+            class Pending:
+                def step(self):
+                    looks.append(1)
+                    return outcome if len(looks) >= 2 else None
+
+                def fds(self):
+                    return []
+
+                def wake_in(self):
+                    return 0.01
+
+                def close(self):
+                    pass
+
+            return Pending()
+
+    inner = Slow()
+    backend = ReportingBackend(inner, lambda d: "/" + d.split("/sys/fs/cgroup/", 1)[1])
+    heard = []
+    backend.listeners.append(lambda cg, reason, _o: heard.append((cg, reason)))
+    reader = CgroupReader(Root(fake.base))
+    engine = Engine(Config(), reader, backend, Logger(stream=io.StringIO()))
+    host = zram_host(used=3900 * MiB, mem_free=60 * MiB, file=40 * MiB)
+    est = estimate(host, None, ModelParams())
+    guard = SwapGuard()
+    entries = [ManagedCgroup(USER, SWAP)]
+    assert guard.tick(engine, host, est, entries, 9000, "strict") is None  # in flight
+    assert engine.in_flight(guard) and heard == []
+    guard.quiet_until = 0.0  # even past its delay: not while its kill is in flight
+    assert guard.tick(engine, host, est, entries, 9000, "strict") is None
+    assert len(inner.calls) == 1
+    records = engine.tick(host, est)
+    assert [r["victim"] for r in records] == [f"{USER}/big.service"]
+    assert records[0]["reason"] == "memory-used" and records[0]["result"]["ok"]
+    assert list(engine.records) == records and not engine.in_flight(guard)
+    assert heard == [(f"{USER}/big.service", "memory-used")]
+
+
 def test_reporting_backend_counts_like_systemd_oomd(tmp_path) -> None:
     group = tmp_path / "victim"
     group.mkdir()

@@ -83,7 +83,8 @@ class Completing:
 class FinishedAtOnce:
     """start_* for a backend whose kills are over when they return (dry run, tests)."""
 
-    def start_kill_cgroup(self, procs_dir: str, **kwargs: Any) -> PendingAction:
+    def start_kill_cgroup(self, procs_dir: str, *, reason: str | None = None,
+                          **kwargs: Any) -> PendingAction:
         return Finished(self.kill_cgroup(procs_dir, **kwargs))  # type: ignore[attr-defined]
 
     def start_kill_process(self, pid: int, **kwargs: Any) -> PendingAction:
@@ -100,7 +101,10 @@ class ActionBackend(Protocol):
 
     def start_kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                           timeout_s: float = 5.0, use_cgroup_kill: bool = True,
-                          protected_pids: frozenset[int] = frozenset()) -> PendingAction: ...
+                          protected_pids: frozenset[int] = frozenset(),
+                          reason: str | None = None) -> PendingAction:
+        """`reason`: why, in systemd-oomd's words ("memory-used" for the swap rule);
+        what reports kills the systemd way tells it on; the others ignore it."""
 
     def start_kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
                            timeout_s: float = 5.0) -> PendingAction: ...
@@ -124,7 +128,8 @@ class CgroupfsBackend:
 
     def start_kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                           timeout_s: float = 5.0, use_cgroup_kill: bool = True,
-                          protected_pids: frozenset[int] = frozenset()) -> PendingAction:
+                          protected_pids: frozenset[int] = frozenset(),
+                          reason: str | None = None) -> PendingAction:
         return CgroupKill(procs_dir, usage_file=usage_file, timeout_s=timeout_s,
                           use_cgroup_kill=use_cgroup_kill, protected_pids=protected_pids)
 

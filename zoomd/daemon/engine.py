@@ -331,7 +331,7 @@ class Engine:
             state.baseline.clear()
 
     def _prepare(self, backend: ActionBackend, policy: Policy, path: str,
-                 ) -> Callable[[], PendingAction]:
+                 reason: str | None = None) -> Callable[[], PendingAction]:
         """Read what acting on `path` needs (now: a ZoomdError here means nothing was
         done) and return what issues the action; it returns at once."""
         action = policy.action
@@ -345,16 +345,35 @@ class Engine:
             usage_file = self.reader.root.join(f"{v1dir}/memory.usage_in_bytes") if v1dir \
                 else None
         if action == "kill":
-            return lambda: backend.start_kill_cgroup(v2_dir, usage_file=usage_file)
+            return lambda: backend.start_kill_cgroup(v2_dir, usage_file=usage_file,
+                                                     reason=reason)
         if action == "freeze":
             v1_freezer = self._v1_freezer_dir(path)
             return lambda: Finished(backend.freeze_cgroup(v2_dir, v1_freezer))
         return self._kill_largest_process(backend, path, policy)
 
-    def _act(self, backend: ActionBackend, policy: Policy, path: str) -> ActionOutcome:
-        """Act and wait for the outcome (the swap rule)."""
-        return InFlight(None, None, self._prepare(backend, policy, path),
-                        lambda outcome, _runs: {"outcome": outcome}).wait()["outcome"]
+    def start_action(self, owner: object, policy: Policy, path: str,
+                     make_record: Callable[[ActionOutcome, bool], dict[str, Any]], *,
+                     reason: str | None = None) -> dict[str, Any] | None:
+        """An action decided by a rule of its own (the swap rule), through the same path
+        as a policy's: the backend for `policy` (dry-run or not), the group read now,
+        the action in flight until over (owned by `owner`, which should not decide
+        again meanwhile: see `in_flight`), then its record made by `make_record(outcome,
+        dry)`, logged and kept. Returns the record when it is over at once."""
+        backend, dry = self._backend_for(policy)
+        issue = self._prepare(backend, policy, path, reason)
+
+        def finish(outcome: ActionOutcome, _runs: list[HookRun]) -> dict[str, Any]:
+            record = make_record(outcome, dry)
+            self.logger.record(record)
+            self.records.append(record)
+            return record
+
+        return self.inflight.start(InFlight(owner, None, issue, finish))
+
+    def in_flight(self, owner: object) -> bool:
+        """Whether `owner` (a policy's state, or a rule of its own) has an action in flight."""
+        return self.inflight.owned_by(owner)
 
     def _v1_freezer_dir(self, path: str) -> str | None:
         if self.reader.exists(path) and self.reader.root.exists(

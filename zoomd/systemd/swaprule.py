@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import Conditions, Policy
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.engine import Engine
@@ -99,7 +100,7 @@ class SwapGuard:
             return None
         fig = swap_figures(host, estimate, swap_used_limit, mode)
         self.last = fig
-        if not fig.holds or host.monotonic < self.quiet_until:
+        if not fig.holds or host.monotonic < self.quiet_until or engine.in_flight(self):
             return None
         found: dict[str, cand_mod.Candidate] = {}
         skipped: dict[str, str] = {}
@@ -120,31 +121,28 @@ class SwapGuard:
         if not ranked:
             return None
         victim = ranked[0]
-        backend, dry = engine._backend_for(SWAP_POLICY)
-        reason = getattr(backend, "reason", None)
-        if hasattr(backend, "reason"):
-            backend.reason = "memory-used"  # type: ignore[attr-defined]
-        try:
-            outcome = engine._act(backend, SWAP_POLICY, victim.path)
-        finally:
-            if hasattr(backend, "reason"):
-                backend.reason = reason  # type: ignore[attr-defined]
-        self.quiet_until = host.monotonic + POST_ACTION_DELAY_S
         limit = permyriad_to_percent(swap_used_limit)
-        verb = "would kill" if dry else "killed"
-        summary = (f"{verb} {victim.path} (ManagedOOMSwap=kill, {mode}: memory available "
-                   f"{fig.mem_available >> 20} MiB and swap free {fig.swap_free >> 20} MiB "
-                   f"both under {10000 - swap_used_limit} permyriad of their totals, "
-                   f"SwapUsedLimit={limit})")
-        if not outcome.ok:
-            summary += f" FAILED: {outcome.error}"
-        record = {
-            "time": time.time(), "monotonic": round(host.monotonic, 3),
-            "policy": SWAP_POLICY.name, "action": "kill", "dry_run": dry,
-            "victim": victim.path, "reason": "memory-used", "swap_rule": fig.to_json(),
-            "candidates": [c.to_json(("swap", "memory")) for c in ranked[:10]],
-            "skipped": skipped, "result": outcome.to_json(), "summary": summary,
-        }
-        engine.logger.record(record)
-        engine.records.append(record)
+
+        def make_record(outcome: ActionOutcome, dry: bool) -> dict[str, Any]:
+            verb = "would kill" if dry else "killed"
+            summary = (f"{verb} {victim.path} (ManagedOOMSwap=kill, {mode}: memory "
+                       f"available {fig.mem_available >> 20} MiB and swap free "
+                       f"{fig.swap_free >> 20} MiB both under {10000 - swap_used_limit} "
+                       f"permyriad of their totals, SwapUsedLimit={limit})")
+            if not outcome.ok:
+                summary += f" FAILED: {outcome.error}"
+            return {
+                "time": time.time(), "monotonic": round(host.monotonic, 3),
+                "policy": SWAP_POLICY.name, "action": "kill", "dry_run": dry,
+                "victim": victim.path, "reason": "memory-used", "swap_rule": fig.to_json(),
+                "candidates": [c.to_json(("swap", "memory")) for c in ranked[:10]],
+                "skipped": skipped, "result": outcome.to_json(), "summary": summary,
+            }
+
+        # The engine's action path: the backend for the policy (dry-run or not), the
+        # kill in flight until the group is empty, the record logged and kept then
+        # (returned here when that is at once, else by a later engine tick).
+        record = engine.start_action(self, SWAP_POLICY, victim.path, make_record,
+                                     reason="memory-used")
+        self.quiet_until = host.monotonic + POST_ACTION_DELAY_S
         return record

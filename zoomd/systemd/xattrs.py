@@ -64,31 +64,30 @@ class ReportingBackend:
     def __init__(self, inner: ActionBackend, cgroup_of: Callable[[str], str]) -> None:
         self.inner = inner
         self.cgroup_of = cgroup_of  # kernel directory -> cgroup path ("/user.slice/...")
-        self.reason = None  # set by the caller around a kill; default "memory-pressure"
         self.listeners: list[KillListener] = []
         self.errors: list[str] = []
 
-    def kill_cgroup(self, procs_dir: str, **kwargs) -> ActionOutcome:  # type: ignore[no-untyped-def]
+    def kill_cgroup(self, procs_dir: str, *, reason: str | None = None,  # type: ignore[no-untyped-def]
+                    **kwargs) -> ActionOutcome:
         error = increment(procs_dir, OOMS, 1)
-        return self._finish(procs_dir, self.inner.kill_cgroup(procs_dir, **kwargs), error)
+        return self._finish(procs_dir, self.inner.kill_cgroup(procs_dir, **kwargs), error,
+                            reason)
 
-    def start_kill_cgroup(self, procs_dir: str, **kwargs) -> PendingAction:  # type: ignore[no-untyped-def]
+    def start_kill_cgroup(self, procs_dir: str, *, reason: str | None = None,  # type: ignore[no-untyped-def]
+                          **kwargs) -> PendingAction:
         error = increment(procs_dir, OOMS, 1)
-        # The reason in force when the kill was issued, not when it finished.
-        reason = self.reason or "memory-pressure"
         return Completing(self.inner.start_kill_cgroup(procs_dir, **kwargs),
                           lambda outcome: self._finish(procs_dir, outcome, error, reason))
 
     def _finish(self, procs_dir: str, outcome: ActionOutcome, error: str | None,
-                reason: str | None = None) -> ActionOutcome:
+                reason: str | None) -> ActionOutcome:
         if outcome.ok or outcome.pids:
             error = increment(procs_dir, KILL, len(outcome.pids)) or error
         if error:
             self.errors.append(error)
         if outcome.ok:
-            said = reason or self.reason or "memory-pressure"
             for listener in self.listeners:
-                listener(self.cgroup_of(procs_dir), said, outcome)
+                listener(self.cgroup_of(procs_dir), reason or "memory-pressure", outcome)
         return outcome
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
