@@ -313,6 +313,25 @@ def test_freeze_v2_waits_for_frozen(tmp_path: Path) -> None:
     assert outcome.seconds_to_effect is not None and outcome.seconds_to_effect >= 0.1
 
 
+def test_a_freeze_is_written_at_once_and_seen_frozen_by_a_later_step(tmp_path: Path) -> None:
+    """The loop's form: start_freeze_cgroup returns without waiting for `frozen 1`;
+    each step() looks once; wake_in() says when to look again."""
+    group = fake_group(tmp_path / "victim", [], cgroup_freeze="0\n",
+                       cgroup_events="populated 0\nfrozen 0\n")
+    started = time.monotonic()
+    change = CgroupfsBackend().start_freeze_cgroup(str(group), None, timeout_s=3)
+    assert time.monotonic() - started < 0.05
+    assert (group / "cgroup.freeze").read_text().strip() == "1"
+    assert change.step() is None and change.fds() == []
+    wake = change.wake_in()
+    assert wake is not None and 0 < wake <= 0.05
+    (group / "cgroup.events").write_text("populated 0\nfrozen 1\n")  # the kernel, later
+    outcome = change.step()
+    change.close()
+    assert outcome is not None and outcome.ok and outcome.method == "cgroup.freeze"
+    assert change.wake_in() is None
+
+
 def test_freeze_v2_timeout(tmp_path: Path) -> None:
     group = fake_group(tmp_path / "victim", [], cgroup_freeze="0\n",
                        cgroup_events="populated 0\nfrozen 0\n")

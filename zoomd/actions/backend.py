@@ -13,7 +13,13 @@ from dataclasses import replace
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from zoomd.actions.cgroupfs import subtree_pids
-from zoomd.actions.freeze import choose_freezer, freeze_cgroup, no_freezer_error, thaw_cgroup
+from zoomd.actions.freeze import (
+    FreezerChange,
+    choose_freezer,
+    freeze_cgroup,
+    no_freezer_error,
+    thaw_cgroup,
+)
 from zoomd.actions.kill import CgroupKill, ProcessKill, kill_cgroup, kill_process
 from zoomd.actions.outcome import ActionOutcome, describe, failed
 from zoomd.actions.safety import group_refusal, proc_stat, refusal
@@ -90,6 +96,14 @@ class FinishedAtOnce:
     def start_kill_process(self, pid: int, **kwargs: Any) -> PendingAction:
         return Finished(self.kill_process(pid, **kwargs))  # type: ignore[attr-defined]
 
+    def start_freeze_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None,
+                            **kwargs: Any) -> PendingAction:
+        return Finished(self.freeze_cgroup(v2_dir, v1_freezer_dir, **kwargs))  # type: ignore[attr-defined]
+
+    def start_thaw_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None,
+                          **kwargs: Any) -> PendingAction:
+        return Finished(self.thaw_cgroup(v2_dir, v1_freezer_dir, **kwargs))  # type: ignore[attr-defined]
+
 
 @runtime_checkable
 class ActionBackend(Protocol):
@@ -108,6 +122,12 @@ class ActionBackend(Protocol):
 
     def start_kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
                            timeout_s: float = 5.0) -> PendingAction: ...
+
+    def start_freeze_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None, *,
+                            timeout_s: float = 5.0) -> PendingAction: ...
+
+    def start_thaw_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None, *,
+                          timeout_s: float = 5.0) -> PendingAction: ...
 
     def kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                     timeout_s: float = 5.0, use_cgroup_kill: bool = True,
@@ -136,6 +156,14 @@ class CgroupfsBackend:
     def start_kill_process(self, pid: int, *, protected_pids: frozenset[int] = frozenset(),
                            timeout_s: float = 5.0) -> PendingAction:
         return ProcessKill(pid, protected_pids=protected_pids, timeout_s=timeout_s)
+
+    def start_freeze_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None, *,
+                            timeout_s: float = 5.0) -> PendingAction:
+        return FreezerChange("freeze", v2_dir, v1_freezer_dir, True, timeout_s)
+
+    def start_thaw_cgroup(self, v2_dir: str | None, v1_freezer_dir: str | None, *,
+                          timeout_s: float = 5.0) -> PendingAction:
+        return FreezerChange("thaw", v2_dir, v1_freezer_dir, False, timeout_s)
 
     def kill_cgroup(self, procs_dir: str, *, usage_file: str | None = None,
                     timeout_s: float = 5.0, use_cgroup_kill: bool = True,

@@ -51,78 +51,127 @@ def no_freezer_error(v2_dir: str | None, v1_freezer_dir: str | None) -> str:
     return "no cgroup v2 directory and no v1 freezer directory given"
 
 
-def _set_frozen(action: str, v2_dir: str | None, v1_freezer_dir: str | None, freeze: bool,
-                timeout_s: float) -> ActionOutcome:
-    chosen = choose_freezer(v2_dir, v1_freezer_dir)
-    if chosen is None:
-        return failed(action, v2_dir or v1_freezer_dir or "", "cgroup.freeze",
-                      no_freezer_error(v2_dir, v1_freezer_dir))
-    method, directory = chosen
-    pids: tuple[int, ...] = ()
-    try:
-        os.stat(directory)
-        pids = tuple(subtree_pids(directory))
-        if freeze:
-            reason = group_refusal(pids, directory, check_kthread=False)
-            if reason:
-                return failed(action, directory, method, reason)
-        start = time.monotonic()
-        deadline = start + timeout_s
-        if method == "cgroup.freeze":
-            write_value(os.path.join(directory, "cgroup.freeze"), "1" if freeze else "0")
-            done = _wait_v2(os.path.join(directory, "cgroup.events"), freeze, deadline)
-            want = f"frozen {int(freeze)}"
+class FreezerChange:
+    """One freeze or thaw: written when made, its completion seen by `step()`.
+
+    The daemon's loop looks again after `wake_in()` (a freeze of tasks stuck in
+    reclaim can take seconds); `freeze_cgroup`/`thaw_cgroup` step it until done,
+    sleeping on cgroup.events' change notification (POLLPRI) in between.
+    """
+
+    def __init__(self, action: str, v2_dir: str | None, v1_freezer_dir: str | None,
+                 freeze: bool, timeout_s: float) -> None:
+        self.action, self.freeze, self.timeout_s = action, freeze, timeout_s
+        self.outcome: ActionOutcome | None = None
+        self.pids: tuple[int, ...] = ()
+        self.start = self.deadline = 0.0
+        self._events_fd: int | None = None
+        self._pause = 0.0005
+        chosen = choose_freezer(v2_dir, v1_freezer_dir)
+        if chosen is None:
+            self.method, self.directory = "cgroup.freeze", v2_dir or v1_freezer_dir or ""
+            self.outcome = failed(action, self.directory, self.method,
+                                  no_freezer_error(v2_dir, v1_freezer_dir))
+            return
+        self.method, self.directory = chosen
+        if self.method == "cgroup.freeze":
+            self.want = f"frozen {int(freeze)}"
         else:
-            want = "FROZEN" if freeze else "THAWED"
-            state_file = os.path.join(directory, "freezer.state")
-            write_value(state_file, want)
-            done = _wait_v1(state_file, want, deadline)
-        if not done:
-            return failed(action, directory, method,
-                          f"{directory}: not {want} after {timeout_s:g}s", pids)
-        return ActionOutcome(action, directory, True, method, pids,
-                             time.monotonic() - start, None, None)
-    except (OSError, KernelFileError) as exc:
-        return failed(action, directory, method, describe(exc, directory), pids)
+            self.want = "FROZEN" if freeze else "THAWED"
+        self._guarded(self._issue)
 
+    def _guarded(self, work) -> None:  # type: ignore[no-untyped-def]
+        try:
+            work()
+        except (OSError, KernelFileError) as exc:
+            self.outcome = failed(self.action, self.directory, self.method,
+                                  describe(exc, self.directory), self.pids)
+        if self.outcome is not None:
+            self.close()
 
-def _wait_v2(events: str, frozen: bool, deadline: float) -> bool:
-    """Wait for `frozen 0|1` in cgroup.events, woken by its POLLPRI change notification."""
-    want = "1" if frozen else "0"
-    try:
-        fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror, events) from None
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLPRI)
-        while True:
-            # Reading re-arms the notification, so read first, then poll.
-            text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-            for line in text.splitlines():
-                key, _, value = line.partition(" ")
-                if key == "frozen" and value.strip() == want:
-                    return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
+    def _issue(self) -> None:
+        directory = self.directory
+        os.stat(directory)
+        self.pids = tuple(subtree_pids(directory))
+        if self.freeze:
+            reason = group_refusal(self.pids, directory, check_kthread=False)
+            if reason:
+                self.outcome = failed(self.action, directory, self.method, reason)
+                return
+        self.start = time.monotonic()
+        self.deadline = self.start + self.timeout_s
+        if self.method == "cgroup.freeze":
+            write_value(os.path.join(directory, "cgroup.freeze"), "1" if self.freeze else "0")
+            events = os.path.join(directory, "cgroup.events")
+            try:
+                self._events_fd = os.open(events, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, events) from None
+        else:
+            write_value(os.path.join(directory, "freezer.state"), self.want)
+        self._check()
+
+    def _reached(self) -> bool:
+        if self._events_fd is not None:
+            # Reading through the polled descriptor re-arms its change notification.
+            text = os.pread(self._events_fd, 4096, 0).decode("utf-8", "replace")
+            key, _, value = self.want.partition(" ")
+            return any(line.partition(" ")[0] == key and line.partition(" ")[2].strip() == value
+                       for line in text.splitlines())
+        return read_text(os.path.join(self.directory, "freezer.state")).strip() == self.want
+
+    def _check(self) -> None:
+        if self._reached():
+            self.outcome = ActionOutcome(self.action, self.directory, True, self.method,
+                                         self.pids, time.monotonic() - self.start, None, None)
+        elif time.monotonic() >= self.deadline:
+            self.outcome = failed(self.action, self.directory, self.method,
+                                  f"{self.directory}: not {self.want} after "
+                                  f"{self.timeout_s:g}s", self.pids)
+        if self.outcome is not None:
+            self.close()
+
+    def step(self) -> ActionOutcome | None:
+        """One look, never waiting: the outcome once the group reads frozen (thawed)."""
+        if self.outcome is None:
+            self._guarded(self._check)
+        return self.outcome
+
+    def fds(self) -> list[int]:
+        return []  # cgroup.events signals POLLPRI, and always polls readable
+
+    def wake_in(self) -> float | None:
+        if self.outcome is not None:
+            return None
+        return min(_V1_POLL_MAX_S / 2, max(0.0, self.deadline - time.monotonic()))
+
+    def wait(self) -> None:
+        """Sleep until the next look is worth it (blocking callers only)."""
+        remaining = max(0.0, self.deadline - time.monotonic())
+        if self._events_fd is not None:
+            poller = select.poll()
+            poller.register(self._events_fd, select.POLLPRI)
             # Capped: regular files (tests) never signal POLLPRI.
             poller.poll(int(min(remaining, 0.05) * 1000) + 1)
+        else:
+            time.sleep(min(self._pause, remaining))
+            self._pause = min(self._pause * 2, _V1_POLL_MAX_S)
+
+    def close(self) -> None:
+        if self._events_fd is not None:
+            os.close(self._events_fd)
+            self._events_fd = None
+
+
+def _set_frozen(action: str, v2_dir: str | None, v1_freezer_dir: str | None, freeze: bool,
+                timeout_s: float) -> ActionOutcome:
+    change = FreezerChange(action, v2_dir, v1_freezer_dir, freeze, timeout_s)
+    try:
+        while (outcome := change.step()) is None:
+            change.wait()
+        return outcome
     finally:
-        os.close(fd)
-
-
-def _wait_v1(state_file: str, want: str, deadline: float) -> bool:
-    """Re-read freezer.state (FREEZING while in progress) with short, growing sleeps."""
-    pause = 0.0005
-    while True:
-        if read_text(state_file).strip() == want:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(pause, remaining))
-        pause = min(pause * 2, _V1_POLL_MAX_S)
+        change.close()
 
 
 def frozen_now(v2_dir: str) -> bool | None:

@@ -349,7 +349,7 @@ class Engine:
                                                      reason=reason)
         if action == "freeze":
             v1_freezer = self._v1_freezer_dir(path)
-            return lambda: Finished(backend.freeze_cgroup(v2_dir, v1_freezer))
+            return lambda: backend.start_freeze_cgroup(v2_dir, v1_freezer)
         return self._kill_largest_process(backend, path, policy)
 
     def start_action(self, owner: object, policy: Policy, path: str,
@@ -419,12 +419,11 @@ class Engine:
             if frozen.clear_since is None:
                 frozen.clear_since = now
             if now - frozen.clear_since >= policy.thaw_after:
-                backend, dry = self._backend_for(policy)
-                outcome = backend.thaw_cgroup(self.reader.root.join(
-                    self.reader.layout.v2_dir(path)), self._v1_freezer_dir(path))
                 del state.frozen[path]
-                out.append(self._simple_record(state, "thaw", path, dry, outcome,
-                                               f"conditions clear for {policy.thaw_after:g}s"))
+                record = self.inflight.start(self._thaw(
+                    state, path, f"conditions clear for {policy.thaw_after:g}s"))
+                if record is not None:
+                    out.append(record)
         return out
 
     def _escalation(self, state: PolicyState, path: str, reason: str) -> InFlight:
@@ -433,6 +432,15 @@ class Engine:
         v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
         return InFlight(state, None, lambda: backend.start_kill_cgroup(v2_dir),
                         lambda outcome, _runs: self._simple_record(state, "kill", path, dry,
+                                                                   outcome, reason))
+
+    def _thaw(self, state: PolicyState, path: str, reason: str) -> InFlight:
+        """thaw_after: thaw a group once its policy's conditions stayed clear."""
+        backend, dry = self._backend_for(state.policy)
+        v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
+        v1_freezer = self._v1_freezer_dir(path)
+        return InFlight(state, None, lambda: backend.start_thaw_cgroup(v2_dir, v1_freezer),
+                        lambda outcome, _runs: self._simple_record(state, "thaw", path, dry,
                                                                    outcome, reason))
 
     def thaw_all(self) -> list[ActionOutcome]:
