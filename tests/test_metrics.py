@@ -161,7 +161,7 @@ dbus = false
 [metrics]
 listen = "0"
 textfile = "{textfile}"
-textfile_interval = "100ms"
+textfile_interval = "1s"  # the least allowed; the final write is on shutdown
 [[policy]]
 name = "stuck"
 monitor = "/lab"
