@@ -4,6 +4,7 @@ file and the key."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -184,3 +185,73 @@ def _toml(text: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+# -- item 5: hook programs, judged where they would run ------------------------------------
+def _hook_config(tmp_path, program: str) -> str:
+    path = tmp_path / "z.toml"
+    path.write_text(_policy() + HOOK.format(name="h", command=f'["{program}", "x"]'))
+    return str(path)
+
+
+def _program(directory, mode: int = 0o755):
+    directory.mkdir(exist_ok=True)
+    program = directory / "hook"
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(mode)
+    return program
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (lambda d: d / "absent", "No such file or directory"),
+    (lambda d: _program(d / "bin", 0o644), "not executable"),
+    (lambda d: (d / "adir").mkdir() or d / "adir", "not a regular file"),
+    (lambda d: _program(d / "bin") / "under", "Not a directory"),
+])
+def test_hook_program_that_cannot_run_is_refused_on_host(tmp_path, make, why) -> None:
+    config = _hook_config(tmp_path, str(make(tmp_path)))
+    load_config(config, drop_ins=False)  # the file alone is valid (for other hosts)
+    with pytest.raises(ConfigError) as err:
+        load_config(config, drop_ins=False, on_host=True)
+    assert str(err.value).startswith(f"{config}: hook[0](h).command: ")
+    assert why in str(err.value)
+    proc = subprocess.run([sys.executable, "-m", "zoomd", "check", "--config", config],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "hook[0](h).command" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "zoomd", "check", "--file-only", "--config",
+                           config], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_hook_program_that_can_run_loads_on_host(tmp_path) -> None:
+    program = _program(tmp_path / "bin")
+    config, _ = load_config(_hook_config(tmp_path, str(program)), drop_ins=False,
+                            on_host=True)
+    assert config.hook[0].command == (str(program), "x")
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0,
+                                reason="the ownership rule applies to a zoomd run as root")
+
+
+@needs_root
+@pytest.mark.parametrize("unsafe", ["directory", "file", "owner"])
+def test_root_refuses_a_hook_program_others_may_change(tmp_path, unsafe) -> None:
+    program = _program(tmp_path / "bin")
+    if unsafe == "directory":
+        (tmp_path / "bin").chmod(0o777)  # anyone may replace the program
+    elif unsafe == "file":
+        program.chmod(0o777)
+    else:
+        os.chown(program, 1000, 1000)
+    config = _hook_config(tmp_path, str(program))
+    with pytest.raises(ConfigError, match="unsafe hook program") as err:
+        load_config(config, drop_ins=False, on_host=True)
+    assert str(err.value).startswith(f"{config}: hook[0](h).command: ")
+    # run: the validating child refuses it, one line, before anything starts.
+    proc = subprocess.run([sys.executable, "-m", "zoomd", "run", "--dry-run", "--duration",
+                           "1", "--config", config], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "unsafe hook program" in proc.stderr

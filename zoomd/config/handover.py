@@ -186,8 +186,9 @@ def _child(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     answer: tuple[object, ...]
     try:
+        # --secure is the daemon's (run, reload): what cannot run here is refused too.
         config, files = load_config(args.config, drop_ins=not args.no_drop_ins,
-                                    secure=args.secure)
+                                    secure=args.secure, on_host=args.secure)
         answer = ("ok", to_runtime(config), files)
     except ConfigError as exc:
         answer = ("config-error", exc.path, exc.key, exc.reason)

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zoomd.config.schema import Config
-from zoomd.config.security import check_config_files, must_check
+from zoomd.config.security import check_config_files, must_check, program_refusal
 from zoomd.errors import ConfigError
 
 try:
@@ -166,11 +166,14 @@ def root_rule_problem(path: str | None = None, drop_ins: bool = True) -> str | N
 
 
 def load_config(path: str | None = None, drop_ins: bool = True,
-                secure: bool = False) -> tuple[Config, list[str]]:
+                secure: bool = False, on_host: bool = False) -> tuple[Config, list[str]]:
     """Load and validate; returns the config and the files it came from.
 
     With `secure` (the daemon, `zoomd check`), running as root refuses a file, drop-in
     directory or drop-in that anyone but root could change (zoomd/config/security.py).
+    With `on_host` (`run`, a reload, `zoomd check` without --file-only), also what
+    cannot run here: a hook whose program is missing, not executable, or (as root) one
+    that anyone but root may change.
     """
     main_path = path or default_config_path()
     files = drop_in_files(main_path) if drop_ins else []
@@ -193,6 +196,12 @@ def load_config(path: str | None = None, drop_ins: bool = True,
             message = f"expected {err['ctx']['expected']}, got {err['input']!r}"
         raise ConfigError(_source_of(loc, sources), _key_path(loc, merged) or None,
                           message) from None
+    if on_host:
+        for i, hook in enumerate(config.hook):
+            reason = program_refusal(hook.command[0])
+            if reason is not None:
+                loc = ("hook", i, "command")
+                raise ConfigError(_source_of(loc, sources), _key_path(loc, merged), reason)
     return config, [p for p, _ in sources]
 
 

@@ -110,3 +110,26 @@ def check_config_files(paths: list[str], directories: list[str] = ()) -> None:
 def must_check(euid: int | None = None) -> bool:
     """The rule applies to a zoomd running as root."""
     return (os.geteuid() if euid is None else euid) == 0
+
+
+def program_refusal(program: str, as_root: bool | None = None) -> str | None:
+    """Why a hook's program cannot run, or is one that root must not run, or None.
+
+    It must exist, be a regular file and have an execute bit; run as root, the program
+    and every directory on the way to it must be changeable by root alone, as for the
+    configuration (a hook runs as root: whoever may replace the program runs as root).
+    """
+    try:
+        st = os.stat(program)
+    except OSError as exc:
+        return f"{program}: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{program}: not a regular file"
+    if not st.st_mode & 0o111:
+        return f"{program}: not executable"
+    if must_check() if as_root is None else as_root:
+        reason = _insecure(program)
+        if reason is not None:
+            return (f"refusing an unsafe hook program: {reason}; only root may be able "
+                    "to change what root runs")
+    return None

@@ -11,16 +11,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import sys
 
     from zoomd.config.load import dump_config, load_config, root_rule_problem
-    from zoomd.config.security import must_check
+    from zoomd.config.security import must_check, program_refusal
     from zoomd.daemon.preflight import preflight
     from zoomd.kernel.cgroups import CgroupReader
     from zoomd.kernel.root import Root
 
-    config, files = load_config(args.config, secure=True)
+    config, files = load_config(args.config, secure=True, on_host=not args.file_only)
     notes = [] if args.file_only else preflight(
         config, lambda: CgroupReader(Root(args.root)), args.scope)
     if not must_check():
         problem = root_rule_problem(args.config)
+        if problem is None and not args.file_only:
+            problem = next(filter(None, (program_refusal(h.command[0], as_root=True)
+                                         for h in config.hook)), None)
         if problem is not None:
             notes.append(f"run as root, `zoomd run` would refuse it: {problem}")
     for note in notes:
@@ -64,8 +67,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     check.add_argument("--file-only", action="store_true",
                        help="check the files alone, not what `run` would also refuse on "
                             "this host (a monitored group missing, a listen address it "
-                            "cannot bind, no textfile directory): for a policy meant for "
-                            "other hosts")
+                            "cannot bind, no textfile directory, a hook program missing or "
+                            "not executable, or one root must not run): for a policy meant "
+                            "for other hosts")
     check.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
     check.set_defaults(func=_cmd_check)
 
