@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from zoomd import __version__
+from zoomd import __version__, cliargs
 from zoomd.errors import ZoomdError
 from zoomd.kernel.root import Root
 from zoomd.model.reclaim import ANON_MODES, ModelParams
@@ -42,7 +42,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = cliargs.OneLineParser(
         prog="zoomd",
         description="Userspace OOM policy for hosts whose swap is RAM-backed (zram).",
         epilog="Exit status: 0 success, 2 bad configuration or kernel input (the message "
@@ -63,11 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: /etc/zoomd/zoomd.toml, else the shipped one)")
     status.add_argument("--root", default="/", metavar="DIR",
                         help="read DIR/proc and DIR/sys (a captured tree) instead of the host")
-    status.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
-                        help="window over which reclaim efficiency is measured (0: none)")
+    status.add_argument("--sample", type=cliargs.seconds(0.0, 600.0), default=1.0,
+                        metavar="SECONDS",
+                        help="window over which reclaim efficiency is measured (0: none; at "
+                             "most 10min)")
     status.add_argument("--mode", choices=ANON_MODES, default="auto",
                         help="anon model used for effective available (default: auto)")
-    status.add_argument("--page-size", type=int, default=None, metavar="BYTES",
+    status.add_argument("--page-size", type=cliargs.page_size, default=None,
+                        metavar="BYTES",
                         help="page size of the host the tree came from (default: this host's)")
     status.add_argument("--stalls", action="store_true",
                         help="instead: the processes and cgroups stalling most on memory "
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--enable-delayacct", action="store_true",
                         help="with --stalls: turn kernel.task_delayacct on for the window "
                              "and restore it after")
-    status.add_argument("--top", type=int, default=10, metavar="N",
+    status.add_argument("--top", type=cliargs.count(1, 10000), default=10, metavar="N",
                         help="with --stalls: how many processes and cgroups to show "
                              "(default: 10)")
     status.set_defaults(func=_cmd_status)

@@ -9,25 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from zoomd.config.units import parse_duration, parse_size
+from zoomd import cliargs
 from zoomd.errors import ZoomdError
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _size(text: str) -> int:
-    try:
-        size = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if size.bytes is None:
-        raise argparse.ArgumentTypeError("expected a size such as \"64M\"")
-    return size.bytes
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -36,8 +19,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from zoomd.trace.writer import check_trace_path
 
     check_trace_path(args.output, args.keep)  # before anything is read or started
-    if args.interval <= 0:
-        raise ZoomdError("--interval must be above 0")
     return record_for(args.output, Root(args.root), interval=args.interval,
                       duration=args.duration, scope=args.scope, config_path=args.config,
                       page_size=args.page_size, max_bytes=args.max_size, keep=args.keep,
@@ -114,24 +95,30 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rec.add_argument("-o", "--output", required=True, metavar="FILE",
                      help="trace file (.gz: compressed); an existing one is rotated to FILE.1 "
                           "(a directory, symlink, FIFO or device is refused)")
-    rec.add_argument("--interval", type=_duration, default=1.0, metavar="S",
-                     help="sampling interval (default 1s)")
-    rec.add_argument("--duration", type=_duration, default=None, metavar="S",
+    rec.add_argument("--interval", type=cliargs.seconds(0.05, 600.0), default=1.0,
+                     metavar="S",
+                     help="sampling interval, 50ms to 10min (default 1s)")
+    rec.add_argument("--duration", type=cliargs.seconds(0.0, cliargs.YEAR),
+                     default=None,
+                     metavar="S",
                      help="stop after this long (default: until SIGINT/SIGTERM)")
-    rec.add_argument("--scope", default="/", metavar="CGROUP",
+    rec.add_argument("--scope", type=cliargs.cgroup_path, default="/", metavar="CGROUP",
                      help="record the cgroup v2 subtree under CGROUP (default /)")
     rec.add_argument("--config", metavar="FILE", default=None,
                      help="configuration whose monitored groups are recorded every sample "
                           "(default: /etc/zoomd/zoomd.toml, else the shipped one)")
-    rec.add_argument("--max-size", type=_size, default=64 << 20, metavar="SIZE",
-                     help="rotate the trace past this size (default 64M)")
-    rec.add_argument("--keep", type=int, default=3, metavar="N",
-                     help="rotated parts kept: FILE.1 .. FILE.N (default 3)")
-    rec.add_argument("--subtree-every", type=int, default=5, metavar="N",
+    rec.add_argument("--max-size", type=cliargs.size(64 << 10, 1 << 40), default=64 << 20,
+                     metavar="SIZE",
+                     help="rotate the trace past this size, 64K to 1T (default 64M)")
+    rec.add_argument("--keep", type=cliargs.count(0, 1000), default=3, metavar="N",
+                     help="rotated parts kept: FILE.1 .. FILE.N, 0 to 1000 (default 3)")
+    rec.add_argument("--subtree-every", type=cliargs.count(1, 1_000_000), default=5,
+                     metavar="N",
                      help="record the whole subtree every N samples, and every sample "
                           "while memory stalls (default 5)")
     rec.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
-    rec.add_argument("--page-size", type=int, default=None, help=argparse.SUPPRESS)
+    rec.add_argument("--page-size", type=cliargs.page_size, default=None,
+                     help=argparse.SUPPRESS)
     rec.add_argument("--hostname", default=None, help=argparse.SUPPRESS)
     rec.set_defaults(func=_cmd_record)
 
@@ -144,7 +131,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rep.add_argument("--json", action="store_true", help="machine-readable output")
     rep.add_argument("--plot", metavar="FILE.png", default=None,
                      help="draw a timeline per trace (needs zoomd[report])")
-    rep.add_argument("--stall-threshold", type=float, default=10.0, metavar="PCT",
+    rep.add_argument("--stall-threshold", type=cliargs.percent, default=10.0, metavar="PCT",
                      help="memory PSI full above which a monitored group counts as "
                           "stalled (default 10)")
     rep.add_argument("--timing", action="store_true",
