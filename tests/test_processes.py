@@ -18,17 +18,17 @@ def make(tmp_path) -> CgroupReader:
 
 
 def test_largest_process_is_chosen(tmp_path) -> None:
-    assert choose_process(make(tmp_path), "/term", None) == 300
+    assert choose_process(make(tmp_path), "/term", None).pid == 300
 
 
 def test_protected_names_are_skipped(tmp_path) -> None:
     rules = ProcessRules(protect=("^proc300$",))
-    assert choose_process(make(tmp_path), "/term", rules) == 200
+    assert choose_process(make(tmp_path), "/term", rules).pid == 200
 
 
 def test_preferred_beats_larger(tmp_path) -> None:
     rules = ProcessRules(prefer=("proc100",))
-    assert choose_process(make(tmp_path), "/term", rules) == 100
+    assert choose_process(make(tmp_path), "/term", rules).pid == 100
 
 
 def test_everything_protected_gives_none(tmp_path) -> None:
@@ -40,3 +40,20 @@ def test_pid1_is_never_chosen(tmp_path) -> None:
     host = FakeHost(str(tmp_path))
     host.add("/init", pids=[1])
     assert choose_process(CgroupReader(Root(host.base)), "/init", None) is None
+
+
+def test_oom_score_adj_minus_1000_is_never_chosen(tmp_path) -> None:
+    """The kernel's own "never kill me" (sshd, zoomd itself) holds for zoomd too."""
+    reader = make(tmp_path)
+    with open(reader.root.join("/proc/300/oom_score_adj"), "w") as f:
+        f.write("-1000\n")
+    assert choose_process(reader, "/term", None).pid == 200
+
+
+def test_direct_only_leaves_child_groups_alone(tmp_path) -> None:
+    host = FakeHost(str(tmp_path))
+    host.add("/", pids=[150])
+    host.add("/child", pids=[900])
+    reader = CgroupReader(Root(host.base))
+    choice = choose_process(reader, "/", None, direct_only=True)
+    assert choice.pid == 150 and choice.rss == 150 * 1024

@@ -31,6 +31,7 @@ class DaemonSection:
     oom_score_adj: int = -1000
     protect: tuple[str, ...] = ()
     thaw_on_exit: bool = True
+    discover_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ class Conditions:
     all_swap_ram_backed: bool | None = None
     reclaim_activity: bool | None = None
     protected_stall_above: float | None = None
+    refault_share_above: float | None = None
+    swap_turnover_above: float | None = None
 
     def is_empty(self) -> bool:
         return all(getattr(self, f.name) is None for f in fields(self))
@@ -75,6 +78,7 @@ class ProcessRules:
 class Policy:
     name: str
     monitor: str = "/"
+    select: str = ""  # "limited": one instance per memory-limited group (a template)
     candidates: tuple[str, ...] = ("**",)
     window: float = 5.0
     for_: float = 3.0
@@ -90,6 +94,14 @@ class Policy:
     thaw_after: float = 30.0
     kill_after_frozen: float | None = None
     process: ProcessRules = ProcessRules()
+
+
+GLOB_CHARACTERS = frozenset("*?")
+
+
+def is_template(policy: Policy) -> bool:
+    """A policy that applies to many groups: a glob monitor, or a selector."""
+    return bool(policy.select) or any(c in GLOB_CHARACTERS for c in policy.monitor)
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,6 +120,7 @@ class DaemonSection(Strict):
     oom_score_adj: int = Field(-1000, ge=-1000, le=1000)
     protect: tuple[str, ...] = ()
     thaw_on_exit: bool = True
+    discover_interval: Duration = Field(5.0, ge=0.5, le=3600.0)
 
     @model_validator(mode="before")
     @classmethod
@@ -188,6 +189,8 @@ class Conditions(Strict):
     all_swap_ram_backed: bool | None = None
     reclaim_activity: bool | None = None
     protected_stall_above: Percent | None = None
+    refault_share_above: Percent | None = None
+    swap_turnover_above: float | None = Field(None, ge=0.0, le=1e6)
 
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
@@ -208,6 +211,7 @@ class ProcessRules(Strict):
 class Policy(Strict):
     name: str = Field(min_length=1)
     monitor: str = "/"
+    select: Literal["", "limited"] = ""
     candidates: tuple[str, ...] = ("**",)
     window: Window = 5.0
     for_: Hold = Field(3.0, alias="for")

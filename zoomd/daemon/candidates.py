@@ -31,6 +31,10 @@ class Candidate:
     pressure_full_us: int | None = None
     deltas: dict[str, int] = field(default_factory=dict)  # over the pending period
     swap_read: bool = False  # swap is read only when ranking or a record needs it
+    # Where its figures come from: "v2" (its own files), "v1:<path>" (a v1 memory
+    # cgroup holding its processes and no one else's), "procs" (its processes' own
+    # RSS and swap: no refaults can be proven), "none".
+    basis: str = "none"
 
     def score(self, key: str) -> int:
         if key == "memory":
@@ -48,6 +52,7 @@ class Candidate:
             "scores": {key: self.score(key) for key in rank},
             "memory_bytes": self.memory,
             "swap_bytes": self.swap,
+            "basis": self.basis,
         }
 
 
@@ -190,14 +195,16 @@ def has_kernel_thread(reader: CgroupReader, path: str,
 
 def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
             host_pgscan: int | None, check_kthreads: bool = True,
-            ) -> tuple[list[Candidate], dict[str, str]]:
+            leaf_monitor: bool = False) -> tuple[list[Candidate], dict[str, str]]:
     """Candidates with their current figures, and the reason each other group was skipped.
 
     A group that vanishes while it is read (a service stopping) is skipped as
     "vanished"; one whose files cannot be read or parsed is skipped as "unreadable",
     with the error: neither stops the others from being ranked. With `check_kthreads`
     off, groups holding a kernel thread are left in: the caller must pass its ranking
-    through `drop_kernel_thread_holders` before choosing from it.
+    through `drop_kernel_thread_holders` before choosing from it. With `leaf_monitor`
+    (a memory domain's instance), a watched group with no children is its own
+    candidate: a container's processes live in the group that has the limit.
     """
     skipped: dict[str, str] = {}
     monitor_owner = reader.owner_uid(monitor)
@@ -205,9 +212,11 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
     children_of: dict[str, list[str]] = {}
     keys = frozenset(policy.rank)
     out: list[Candidate] = []
-    for path in walk_candidates(reader, monitor, children_of):
+    paths = walk_candidates(reader, monitor, children_of)
+    itself = leaf_monitor and not paths and monitor != "/"
+    for path in [monitor] if itself else paths:
         rel = relative_to(path, monitor)
-        if not matches(rel, policy.candidates):
+        if not itself and not matches(rel, policy.candidates):
             continue
         try:
             found = _examine(reader, policy, path, ex, monitor_owner, omit_cache,
@@ -285,6 +294,7 @@ def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[str]) ->
     memory, /proc sums) all the group's figures at once, as they come together."""
     path = cand.path
     if reader.layout.memory_on_v2:
+        cand.basis = "v2"
         cand.memory = reader.int_file(path, "memory.current") or 0
         if "refaults" in keys or "pgscan" in keys:
             stat_path = f"{reader.layout.v2_dir(path)}/memory.stat"
@@ -302,6 +312,7 @@ def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[str]) ->
     else:
         memory = reader.memory(path)
         if memory is not None:
+            cand.basis = memory.source
             cand.memory = memory.current or 0
             cand.swap = memory.swap or 0
             ra = memory.get("workingset_refault_anon")

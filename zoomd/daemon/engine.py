@@ -19,16 +19,25 @@ from typing import Any
 
 from zoomd.actions.backend import ActionBackend, DryRunBackend, Finished, PendingAction
 from zoomd.actions.outcome import ActionOutcome
-from zoomd.config.runtime import Config, Policy, as_runtime
+from zoomd.config.runtime import Config, Policy, as_runtime, is_template
 from zoomd.daemon import candidates as cand_mod
-from zoomd.daemon.globs import relative_to
+from zoomd.daemon import templates as tmpl_mod
+from zoomd.daemon.domains import Domain
+from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.daemon.hooks import HookRun, HookRunner
 from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
+from zoomd.daemon.processes import ProcessChoice, choose_process
 from zoomd.daemon.sample import History
 from zoomd.daemon.stalls import PolicyStalls, uses_protected_stall
-from zoomd.daemon.triggers import WindowFigures, conditions_hold, window_figures
+from zoomd.daemon.triggers import (
+    TURNOVER_WINDOW_S,
+    WindowFigures,
+    conditions_hold,
+    uses_turnover,
+    window_figures,
+)
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.model.reclaim import ReclaimEstimate
@@ -67,6 +76,8 @@ class PolicyState:
     last_figures: WindowFigures | None = None
     last_no_victim_log: float = -1e9
     last_sample_error_log: float = -1e9
+    template: str | None = None  # the template this policy is an instance of
+    domain: Domain | None = None  # the memory domain it guards (select = "limited")
 
 
 class Engine:
@@ -93,15 +104,78 @@ class Engine:
         self._finished: list[dict[str, Any]] = []  # records made between two ticks
         self.stalls: PolicyStalls | None = None  # set by the daemon when [taskstats] is on
         self.states: list[PolicyState] = []
+        # Templates (glob monitors, select = "limited"): their instances are policies
+        # added and removed by sync_instances() as groups come and go.
+        self.templates = [dataclasses.replace(p, monitor=scoped(p.monitor, scope))
+                          for p in config.policy if is_template(p)]
+        self.generation = 0  # counts changes to the set of policies (triggers re-armed)
+        self._next_discovery = -1e18
+        self._unguarded_logged: set[str] = set()
         for policy in config.policy:
-            self.add_policy(policy, scope=scope)
+            if not is_template(policy):
+                self.add_policy(policy, scope=scope)
 
-    def add_policy(self, policy: Policy, *, scope: str = "/") -> None:
+    def add_policy(self, policy: Policy, *, scope: str = "/", template: str | None = None,
+                   domain: Domain | None = None) -> None:
         """Start evaluating a policy (at start-up, or one made at run time)."""
         path = scoped(policy.monitor, scope)
         horizon = max(policy.window, 10.0) + policy.for_
-        self.states.append(PolicyState(policy, open_monitor(path, reader=self.reader),
-                                       History(horizon)))
+        if uses_turnover(policy.all, policy.any):
+            horizon = max(horizon, TURNOVER_WINDOW_S + 1.0)
+        monitor = open_monitor(path, reader=self.reader,
+                               v1_path=domain.v1_path if domain else None,
+                               limit=domain.limit if domain else None)
+        self.states.append(PolicyState(policy, monitor, History(horizon),
+                                       template=template, domain=domain))
+        self.generation += 1
+
+    def sync_instances(self, now: float) -> None:
+        """Create and drop template instances as groups appear and vanish (every
+        [daemon] discover_interval): one look at the tree, bounded in groups walked."""
+        if not self.templates or now < self._next_discovery:
+            return
+        self._next_discovery = now + self.config.daemon.discover_interval
+        try:
+            discovery = tmpl_mod.discover_for(self.templates, self.reader)
+            wanted = tmpl_mod.instances(self.templates, self.reader, discovery)
+        except (OSError, ZoomdError) as exc:
+            self.logger.warning("cannot discover groups", error=str(exc))
+            return
+        if discovery is not None:
+            for group, reason in discovery.unguarded.items():
+                if group not in self._unguarded_logged:
+                    self._unguarded_logged.add(group)
+                    self.logger.warning("memory-limited group not guarded", group=group,
+                                        reason=reason)
+            if discovery.truncated:
+                self.logger.warning("discovery stopped at its bound",
+                                    domains=len(discovery.domains))
+        current = {s.policy.name: s for s in self.states if s.template is not None}
+        names = {inst.policy.name for inst in wanted}
+        for name, state in current.items():
+            if name not in names and not self.inflight.owned_by(state):
+                self.remove_policy(name)
+                self.generation += 1
+                self.logger.info("policy instance dropped", policy=name,
+                                 reason="group gone or no longer matching")
+        for inst in wanted:
+            held = current.get(inst.policy.name)
+            if held is not None and held.domain == inst.domain:
+                continue
+            if held is not None:  # its limit changed: judged against the new one
+                if self.inflight.owned_by(held):
+                    continue
+                self.remove_policy(inst.policy.name)
+            try:
+                self.add_policy(inst.policy, template=inst.template, domain=inst.domain)
+            except (OSError, ZoomdError) as exc:
+                self.logger.warning("cannot watch group", policy=inst.policy.name,
+                                    error=str(exc))
+                continue
+            if held is None:
+                self.logger.info("policy instance added", policy=inst.policy.name,
+                                 limit=inst.domain.limit if inst.domain else None,
+                                 source=inst.domain.source if inst.domain else None)
 
     def remove_policy(self, name: str) -> list[ActionOutcome]:
         """Stop a policy; what it froze is thawed. Returns the thaw outcomes."""
@@ -158,11 +232,14 @@ class Engine:
         done, self._finished = self._finished, []
         done.extend(self.inflight.advance())
         now = host.monotonic
+        self.sync_instances(now)
         for state in self.states:
             if not self._sample(state, host, estimate):
                 continue
-            fig = window_figures(state.history, state.policy.window, self.page_size,
-                                 self.config.reclaim.min_scanned_pages)
+            policy = state.policy
+            fig = window_figures(state.history, policy.window, self.page_size,
+                                 self.config.reclaim.min_scanned_pages,
+                                 uses_turnover(policy.all, policy.any))
             if fig is not None and self.stalls is not None and \
                     uses_protected_stall(state.policy):
                 pct, _ = self.stalls.protected_stall_pct(state.policy, state.monitor.path)
@@ -243,15 +320,17 @@ class Engine:
 
     def _choose(self, state: PolicyState, host: HostSnapshot,
                 ) -> tuple[list[cand_mod.Candidate], dict[str, str],
-                           dict[str, dict[str, Any]]] | None:
+                           dict[str, dict[str, Any]], ProcessChoice | None] | None:
         """The victim choice: candidates ranked (the first is the victim), the groups
-        skipped and why, and the stall figures ranked on; None when nothing may be
-        chosen (logged)."""
+        skipped and why, the stall figures ranked on, and, when no group may be acted
+        on, the process chosen instead (see _process_fallback); None when nothing may
+        be chosen (logged)."""
         policy = state.policy
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
                                               self.exclusions, host.vmstat.pgscan_total,
-                                              check_kthreads=False)
+                                              check_kthreads=False,
+                                              leaf_monitor=state.template is not None)
         except (OSError, ZoomdError) as exc:
             self.logger.warning("cannot list candidates", policy=policy.name, error=str(exc))
             return None
@@ -267,13 +346,35 @@ class Engine:
         ranked = cand_mod.drop_kernel_thread_holders(self.reader, ranked, skipped,
                                                      SHOWN_CANDIDATES)
         if not ranked:
+            process, why_not = self._process_fallback(state)
+            if process is not None:
+                return ranked, skipped, stall_figures, process
             if host.monotonic - state.last_no_victim_log > 30:
                 self.logger.warning("conditions hold but no candidate", policy=policy.name,
-                                    skipped=skipped or None)
+                                    skipped=skipped or None, process=why_not)
                 state.last_no_victim_log = host.monotonic
             return None
         cand_mod.fill_record_figures(self.reader, ranked[:SHOWN_CANDIDATES])
-        return ranked, skipped, stall_figures
+        return ranked, skipped, stall_figures, None
+
+    def _process_fallback(self, state: PolicyState) -> tuple[ProcessChoice | None, str]:
+        """No group to act on (every process directly in the root cgroup, or in a
+        domain's own group): the largest process directly in the watched group, with
+        the kill-process rules, as earlyoom would; else why not."""
+        policy = state.policy
+        path = state.monitor.path
+        if policy.action == "freeze":
+            return None, "a freeze policy does not act on single processes"
+        if path != "/" and (matches(path, self.exclusions.protect) or any(
+                matches(p, self.exclusions.protect) for p in cand_mod.ancestors(path))):
+            return None, f"{path} is protected"
+        try:
+            choice = choose_process(self.reader, path, policy.process, direct_only=True)
+        except (OSError, ZoomdError) as exc:
+            return None, f"cannot read its processes: {exc}"
+        if choice is None:
+            return None, f"no process directly in {path} may be killed"
+        return choice, ""
 
     def _fire(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
               fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
@@ -281,31 +382,46 @@ class Engine:
         chosen = self._choose(state, host)
         if chosen is None:
             return None
-        ranked, skipped, stall_figures = chosen
+        ranked, skipped, stall_figures, process = chosen
         policy = state.policy
-        victim = ranked[0]
         backend, dry = self._backend_for(policy)
-        issue = self._prepare(backend, policy, victim.path)  # reads it: may raise
+        if process is not None:
+            victim_path, action = state.monitor.path, "kill-process"
+            victim_memory = process.rss + process.swap
+            issue = self._issue_process_kill(backend, process.pid)
+        else:
+            victim_path, action = ranked[0].path, policy.action
+            victim_memory = ranked[0].memory
+            issue = self._prepare(backend, policy, victim_path)  # reads it: may raise
+
+        def make(outcome: ActionOutcome) -> dict[str, Any]:
+            record = self._record(state, host, estimate, fig, results, ranked, skipped,
+                                  victim_path, action, dry, outcome)
+            record["victim_memory_bytes"] = victim_memory
+            if state.domain is not None:
+                record["domain"] = {"path": state.domain.path, "limit_bytes":
+                                    state.domain.limit, "source": state.domain.source}
+            if process is not None:
+                record["process"] = process.to_json()
+                record["why_process"] = (f"no candidate group in {victim_path}: the "
+                                         "largest process directly in it")
+            return record
+
         hooks = None
         if self.hooks.hooks:
-            pending = ActionOutcome(policy.action, victim.path, False, "pending", (), None,
+            pending = ActionOutcome(action, victim_path, False, "pending", (), None,
                                     None, None)
-            preview = self._record(state, host, estimate, fig, results, ranked, skipped,
-                                   victim.path, policy.action, dry, pending)
-            preview["victim_memory_bytes"] = victim.memory
-            hooks = self.hooks.start_before(preview)
+            hooks = self.hooks.start_before(make(pending))
 
         def finish(outcome: ActionOutcome, hook_runs: list[HookRun]) -> dict[str, Any]:
-            record = self._record(state, host, estimate, fig, results, ranked, skipped,
-                                  victim.path, policy.action, dry, outcome)
-            record["victim_memory_bytes"] = victim.memory
+            record = make(outcome)
             if stall_figures:
                 record["stalls"] = stall_figures
             if self.hooks.hooks:
                 hook_runs = hook_runs + self.hooks.after(record)
                 record["hooks"] = [run.to_json() for run in hook_runs]
-            if outcome.ok and policy.action == "freeze" and not dry:
-                state.frozen[victim.path] = FrozenGroup(victim.path, host.monotonic)
+            if outcome.ok and action == "freeze" and not dry:
+                state.frozen[victim_path] = FrozenGroup(victim_path, host.monotonic)
             self.logger.record(record)
             self.records.append(record)
             return record
@@ -315,16 +431,23 @@ class Engine:
         self._quiet_overlapping(state, host.monotonic)
         record = self.inflight.start(InFlight(state, hooks, issue, finish))
         if record is None:
-            self.logger.info("action in flight", policy=policy.name, victim=victim.path)
+            self.logger.info("action in flight", policy=policy.name, victim=victim_path)
         return record
 
     def _quiet_overlapping(self, acted: PolicyState, now: float) -> None:
         """After an action, every policy watching the same group (the acting one
         included) waits out its own post_action_delay: its window still holds the
         stall that the action just ended, and must not pick a second victim for it.
-        Policies on other groups go on: their stalls may be their own."""
+        Where a template instance is involved (a memory domain) that holds for groups
+        containing one another too: a domain's stall is in its ancestors' PSI, so the
+        host's rules and a domain nested in another wait as well. Policies on other
+        groups go on: their stalls may be their own."""
+        here = acted.monitor.path
         for state in self.states:
-            if state is not acted and state.monitor.path != acted.monitor.path:
+            there = state.monitor.path
+            nested = (state.template is not None or acted.template is not None) and (
+                is_ancestor_or_self(there, here) or is_ancestor_or_self(here, there))
+            if state is not acted and there != here and not nested:
                 continue
             state.quiet_until = max(state.quiet_until, now + state.policy.post_action_delay)
             state.pending_since = None
@@ -388,16 +511,18 @@ class Engine:
                 return self.reader.root.join(directory) if directory else None
         return None
 
+    @staticmethod
+    def _issue_process_kill(backend: ActionBackend, pid: int) -> Callable[[], PendingAction]:
+        return lambda: backend.start_kill_process(pid)
+
     def _kill_largest_process(self, backend: ActionBackend, path: str,
                               policy: Policy) -> Callable[[], PendingAction]:
-        from zoomd.daemon.processes import choose_process
-
-        pid = choose_process(self.reader, path, policy.process)
-        if pid is None:
+        choice = choose_process(self.reader, path, policy.process)
+        if choice is None:
             refused = ActionOutcome("kill-process", path, False, "pidfd", (), None, None,
                                     "no process may be killed in this group")
             return lambda: Finished(refused)
-        return lambda: backend.start_kill_process(pid)
+        return self._issue_process_kill(backend, choice.pid)
 
     def _advance_frozen(self, state: PolicyState, now: float, holds: bool,
                         fig: WindowFigures | None, estimate: ReclaimEstimate,

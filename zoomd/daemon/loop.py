@@ -75,6 +75,7 @@ class Daemon:
         self.engine = self._make_engine(self.config)
         self.notifier = Notifier()
         self.triggers: list[PsiTrigger] = []
+        self._armed_generation: int | None = None  # engine.generation triggers were armed at
         self._stop = False
         self._stopped_by: int | None = None  # the signal that stopped the loop
         self._reload = False
@@ -126,6 +127,7 @@ class Daemon:
 
     def _arm_triggers(self) -> None:
         self._close_triggers()
+        self._armed_generation = self.engine.generation
         if not self.config.daemon.psi_triggers or not self.root.is_live:
             return  # a captured tree's pressure files are plain files: never write them
         paths = sorted(set(self.engine.monitored_pressure_paths()))
@@ -213,6 +215,11 @@ class Daemon:
             ext.before_tick()
         snap = self.host.sample()
         self._report_swap_set(snap)
+        # Template instances first, so the trace captures the groups this tick judges
+        # and new groups' pressure files get their triggers.
+        self.engine.sync_instances(snap.monotonic)
+        if self.engine.generation != self._armed_generation:
+            self._arm_triggers()
         for obs in self.observers:
             obs.sampled(self, snap)  # the trace reads its files at the snapshot's moment
         estimate = self.model.update(snap)

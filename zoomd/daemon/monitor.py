@@ -7,6 +7,7 @@ on hybrid hosts, from the v1 memory cgroup its processes share.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from zoomd.daemon.sample import GroupSample
@@ -21,7 +22,7 @@ V1_PATH_REFRESH_S = 10.0
 # The memory.stat fields a sample uses (of ~60): parsing only these halves the cost of
 # watching a group.
 SAMPLED_FIELDS = ("anon", "file", "workingset_refault_anon", "workingset_refault_file",
-                  "pgscan")
+                  "pgscan", "pgsteal", "pgpgout", "swap")
 
 
 def group_effective_available(mem: CgroupMemory, host: ReclaimEstimate,
@@ -43,11 +44,17 @@ def group_effective_available(mem: CgroupMemory, host: ReclaimEstimate,
 class GroupMonitor:
     """One watched group's sampler."""
 
-    def __init__(self, path: str, reader: CgroupReader) -> None:
+    def __init__(self, path: str, reader: CgroupReader, v1_path: str | None = None,
+                 limit: int | None = None) -> None:
+        """`v1_path`/`limit`: a memory domain's own v1 memory cgroup and limit, found by
+        discovery (daemon/domains.py); otherwise the v1 group is looked for, and used
+        only when its figures are provably the group's own."""
         self.path = path
         self.reader = reader
-        self._v1_path: str | None = None
-        self._v1_checked = -1e9
+        self.pinned_v1 = v1_path
+        self.limit = limit
+        self._v1_path: str | None = v1_path
+        self._v1_checked = 1e18 if v1_path else -1e9
         self._pressure_path = reader.root.join(
             "/proc/pressure/memory" if path == "/"
             else f"{reader.layout.v2_dir(path)}/memory.pressure")
@@ -78,9 +85,10 @@ class GroupMonitor:
         """`now`: the snapshot's clock, so a replay refreshes exactly when the daemon did."""
         reader = self.reader
         if reader.layout.memory_on_v2:
-            return reader.memory_v2(self.path, self._text_of, SAMPLED_FIELDS, with_swap=False)
+            return reader.memory_v2(self.path, self._text_of, SAMPLED_FIELDS,
+                                    with_swap=self.limit is not None)
         if now - self._v1_checked > V1_PATH_REFRESH_S:
-            v1_path = reader.v1_memory_path(self.path)
+            v1_path = reader.owned_v1_memory_path(self.path)
             if v1_path != self._v1_path:
                 self._files.close()  # the group's processes moved: drop the old files
                 self._joined.clear()
@@ -90,7 +98,8 @@ class GroupMonitor:
             found = reader.memory_v1(self._v1_path, self._text_of, SAMPLED_FIELDS)
             if found is not None:
                 return found
-            self._v1_checked = -1e9  # the v1 group vanished: look again next tick
+            if self.pinned_v1 is None:
+                self._v1_checked = -1e9  # the v1 group vanished: look again next tick
         # No v1 memory group of its own (its processes sit in the v1 root, or it has
         # none): nothing a sample uses. reader.memory() would walk the whole subtree
         # and sum every process's /proc status on every tick, for figures without
@@ -117,6 +126,8 @@ class GroupMonitor:
                 refault_basis=host.meminfo.total,
                 effective_available=estimate.effective_available,
                 all_swap_ram_backed=host.all_ram_backed,
+                evicted=vm.pgsteal_total,
+                swap=_host_swap_used(host),
             )
         pressure_path = self.pressure_path
         text = self._pressure.text(pressure_path)
@@ -124,7 +135,7 @@ class GroupMonitor:
             raise KernelFileError(pressure_path, "missing")
         psi = parse_psi(text, pressure_path)
         mem = self._memory(host.monotonic)
-        refaults = pgscan = None
+        refaults = pgscan = evicted = swap = None
         effective: int | None = estimate.effective_available
         basis: int | None = host.meminfo.total
         refault_basis: int | None = basis
@@ -134,6 +145,12 @@ class GroupMonitor:
             if ra is not None or rf is not None:
                 refaults = (ra or 0) + (rf or 0)
             pgscan = mem.get("pgscan")
+            evicted = mem.get("pgsteal")
+            if evicted is None:
+                evicted = mem.get("pgpgout")
+            swap = mem.swap if mem.swap is not None else mem.get("swap")
+            if self.limit is not None and (mem.limit is None or self.limit < mem.limit):
+                mem = dataclasses.replace(mem, limit=self.limit)  # memory.high, memsw
             effective, basis = group_effective_available(mem, estimate, host.meminfo.total)
             # Refault rates relative to the group's limit, or to what it holds.
             refault_basis = mem.limit or mem.current or basis
@@ -150,7 +167,15 @@ class GroupMonitor:
             refault_basis=refault_basis,
             effective_available=effective,
             all_swap_ram_backed=host.all_ram_backed,
+            evicted=evicted,
+            swap=swap,
         )
+
+
+def _host_swap_used(host: HostSnapshot) -> int | None:
+    fields = host.meminfo.fields
+    total, free = fields.get("SwapTotal"), fields.get("SwapFree")
+    return None if total is None or free is None else max(0, total - free)
 
 
 def check_monitored(path: str, reader: CgroupReader) -> None:
@@ -160,7 +185,8 @@ def check_monitored(path: str, reader: CgroupReader) -> None:
                               "monitored cgroup does not exist")
 
 
-def open_monitor(path: str, reader: CgroupReader) -> GroupMonitor:
+def open_monitor(path: str, reader: CgroupReader, v1_path: str | None = None,
+                 limit: int | None = None) -> GroupMonitor:
     """A monitor for `path` (a group that exists, see check_monitored)."""
     check_monitored(path, reader)
-    return GroupMonitor(path, reader)
+    return GroupMonitor(path, reader, v1_path, limit)

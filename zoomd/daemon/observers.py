@@ -37,6 +37,7 @@ class TraceObserver:
         from zoomd.trace.recorder import TickRecorder
 
         self.daemon = daemon
+        self._generation = daemon.engine.generation
         self.recorder = TickRecorder(
             path, daemon.root, scope=daemon.scope, monitors=monitored(daemon),
             page_size=daemon.host.page_size, vital_groups=vital_groups(daemon.root),
@@ -44,6 +45,9 @@ class TraceObserver:
                    "config_files": list(daemon.config_files)})
 
     def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
+        if daemon.engine.generation != self._generation:  # template instances came/went
+            self._generation = daemon.engine.generation
+            self.recorder.set_monitors(monitored(daemon))
         self.recorder.sample(snap.monotonic)
 
     def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,

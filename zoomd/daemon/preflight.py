@@ -11,6 +11,7 @@ import errno
 from collections.abc import Callable
 from typing import Any
 
+from zoomd.config.runtime import is_template
 from zoomd.daemon.engine import scoped
 from zoomd.daemon.monitor import check_monitored
 from zoomd.errors import ZoomdError
@@ -28,7 +29,7 @@ def preflight(config: Any, reader: Callable[[], CgroupReader], scope: str = "/",
     already holds (a reload keeping it)."""
     for policy in config.policy:
         path = scoped(policy.monitor, scope)
-        if path != "/":
+        if path != "/" and not is_template(policy):  # a template's groups come and go
             check_monitored(path, reader())
     notes = []
     metrics = config.metrics

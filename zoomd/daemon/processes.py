@@ -1,24 +1,51 @@
-"""Per-process mode: the largest process of a group, for hosts where apps share one group.
+"""Per-process choice: the largest process of a group, for when there is no group to act on.
 
-"Largest" is resident plus swapped memory (VmRSS + VmSwap from /proc/PID/status):
-what killing it gives back, zram slots included.
+Used by action = "kill-process" (apps sharing one group), and by the engine when a
+stuck domain holds no candidate group at all (every process in the root cgroup, as
+on hosts without systemd and in many containers; or directly in a domain's group),
+as earlyoom would. "Largest" is resident plus swapped memory (VmRSS + VmSwap from
+/proc/PID/status): what killing it gives back, zram slots included; those are the
+process's own figures, whatever group it shares.
+
+Never chosen: PID 1, zoomd itself, kernel threads (no command line), processes whose
+oom_score_adj is -1000 (the kernel's own "never kill me", which sshd and systemd's
+services set), and those the policy's [policy.process] protect regexes match.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 
 from zoomd.config.runtime import ProcessRules
-from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.cgroups import MAX_PIDS_OWNED, CgroupReader
 from zoomd.kernel.keyvalue import is_decimal
 
+OOM_SCORE_ADJ_DISABLED = -1000
 
-def _process_size(reader: CgroupReader, pid: int) -> tuple[int, str, str] | None:
+
+@dataclass(frozen=True, slots=True)
+class ProcessChoice:
+    """The process chosen, and the figures it was chosen on (the record shows them)."""
+
+    pid: int
+    name: str
+    rss: int  # bytes
+    swap: int  # bytes
+    preferred: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {"pid": self.pid, "name": self.name, "rss_bytes": self.rss,
+                "swap_bytes": self.swap, "preferred": self.preferred}
+
+
+def _process_figures(reader: CgroupReader, pid: int) -> tuple[int, int, str, str] | None:
+    """(rss, swap, name, cmdline) of a process; None when it exited."""
     status = reader.root.read_optional(f"/proc/{pid}/status")
     if status is None:
         return None
-    size = 0
+    rss = swap = 0
     name = ""
     for line in status.splitlines():
         if line.startswith("Name:"):
@@ -26,30 +53,47 @@ def _process_size(reader: CgroupReader, pid: int) -> tuple[int, str, str] | None
         elif line.startswith(("VmRSS:", "VmSwap:")):
             parts = line.split()
             if len(parts) >= 2 and is_decimal(parts[1]):
-                size += int(parts[1]) * 1024
+                if line.startswith("VmRSS:"):
+                    rss = int(parts[1]) * 1024
+                else:
+                    swap = int(parts[1]) * 1024
     cmdline = reader.root.read_optional(f"/proc/{pid}/cmdline") or ""
-    return size, name, cmdline.replace("\0", " ").strip()
+    return rss, swap, name, cmdline.replace("\0", " ").strip()
 
 
-def choose_process(reader: CgroupReader, path: str, rules: ProcessRules | None) -> int | None:
-    """The PID to kill in `path`, or None when every process is protected."""
+def _oom_disabled(reader: CgroupReader, pid: int) -> bool:
+    text = reader.root.read_optional(f"/proc/{pid}/oom_score_adj")
+    value = text.strip() if text else ""
+    return value.lstrip("-").isdigit() and int(value) <= OOM_SCORE_ADJ_DISABLED
+
+
+def choose_process(reader: CgroupReader, path: str, rules: ProcessRules | None, *,
+                   direct_only: bool = False) -> ProcessChoice | None:
+    """The process to kill in `path` (its whole subtree, or with `direct_only` only
+    the processes directly in it), or None when every one is excluded."""
     protect = [re.compile(p) for p in (rules.protect if rules else ())]
     prefer = [re.compile(p) for p in (rules.prefer if rules else ())]
     best: tuple[int, int, int] | None = None  # (preferred, size, -pid)
+    chosen: ProcessChoice | None = None
     own = os.getpid()
-    for pid in reader.subtree_procs(path):
+    pids = reader.procs(path) if direct_only else \
+        reader.subtree_procs(path, limit=MAX_PIDS_OWNED)
+    for pid in pids:
         if pid in (1, own):
             continue
-        found = _process_size(reader, pid)
+        found = _process_figures(reader, pid)
         if found is None:
             continue
-        size, name, cmdline = found
+        rss, swap, name, cmdline = found
         if not cmdline:  # kernel threads have no command line
             continue
         if any(p.search(name) or p.search(cmdline) for p in protect):
             continue
-        preferred = int(any(p.search(name) or p.search(cmdline) for p in prefer))
-        key = (preferred, size, -pid)
+        if _oom_disabled(reader, pid):
+            continue
+        preferred = any(p.search(name) or p.search(cmdline) for p in prefer)
+        key = (int(preferred), rss + swap, -pid)
         if best is None or key > best:
             best = key
-    return None if best is None else -best[2]
+            chosen = ProcessChoice(pid, name, rss, swap, preferred)
+    return chosen

@@ -22,6 +22,10 @@ class GroupSample:
     refault_basis: int | None  # bytes that refault rates are relative to
     effective_available: int | None  # bytes, reclaim model applied
     all_swap_ram_backed: bool
+    # Pages pushed out of memory, cumulative (pgsteal; pgpgout on v1): what refaults
+    # are a share of. Bytes held in swap: what refaults turn over.
+    evicted: int | None = None
+    swap: int | None = None
 
 
 class History:
@@ -51,6 +55,10 @@ class History:
             else:
                 break
         return found
+
+    def since(self, t: float) -> list[GroupSample]:
+        """The samples taken at `t` or later, oldest first."""
+        return [sample for sample in self._samples if sample.t >= t]
 
     def oldest(self) -> GroupSample | None:
         return self._samples[0] if self._samples else None

@@ -7,6 +7,7 @@ does not hold: without evidence zoomd does nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from zoomd.config.runtime import Conditions
@@ -28,6 +29,12 @@ class WindowFigures:
     memory_basis: int | None
     all_swap_ram_backed: bool
     protected_stall_pct: float | None = None  # from taskstats, when a policy asks for it
+    # Refaults as a % of the pages pushed out over the window: every page that leaves
+    # comes back (~100) in thrash, none in a fill; a ratio, whatever the domain's size.
+    refault_share_pct: float | None = None
+    # Pages refaulted over the last TURNOVER_WINDOW_S as a multiple of the most the
+    # group held in swap meanwhile: repetition (> 1) rather than a one-time reread.
+    swap_turnover: float | None = None
 
     def to_json(self) -> dict[str, object]:
         def rnd(v: float | None) -> float | None:
@@ -45,6 +52,8 @@ class WindowFigures:
             "memory_basis_bytes": self.memory_basis,
             "all_swap_ram_backed": self.all_swap_ram_backed,
             "protected_stall_pct": rnd(self.protected_stall_pct),
+            "refault_share_pct": rnd(self.refault_share_pct),
+            "swap_turnover": rnd(self.swap_turnover),
         }
 
 
@@ -55,10 +64,17 @@ def _delta(a: int | None, b: int | None) -> int | None:
 
 
 MIN_PARTIAL_WINDOW_S = 2.0
+TURNOVER_WINDOW_S = 60.0
+# Below this many pages pushed out a second, a share of them is noise, not evidence
+# (benchmarks/domain_signals.py reads such a denominator as 0 too).
+MIN_EVICTED_PAGES_PER_S = 256
+# Swap turnover needs this much in swap to mean anything (1 MiB).
+MIN_TURNOVER_SWAP_BYTES = 1 << 20
 
 
 def window_figures(history: History, window: float, page_size: int,
-                   min_scanned_pages: int) -> WindowFigures | None:
+                   min_scanned_pages: int, with_turnover: bool = False,
+                   ) -> WindowFigures | None:
     """Figures over the last `window` seconds.
 
     While the history is younger than a long window (just after start or a reload),
@@ -77,7 +93,30 @@ def window_figures(history: History, window: float, page_size: int,
         first = oldest
     if first is last:
         return None
-    return figures_between(first, last, page_size, min_scanned_pages)
+    fig = figures_between(first, last, page_size, min_scanned_pages)
+    turnover = swap_turnover(history, page_size) if with_turnover else None
+    return fig if turnover is None else dataclasses.replace(fig, swap_turnover=turnover)
+
+
+def swap_turnover(history: History, page_size: int,
+                  window: float = TURNOVER_WINDOW_S) -> float | None:
+    """Refaulted bytes over the last `window` seconds (or all the history holds) per
+    byte at most held in swap meanwhile; None without the figures."""
+    last = history.latest()
+    if last is None or last.refaults is None or last.swap is None:
+        return None
+    first = None
+    most_swap = 0
+    for sample in history.since(last.t - window):
+        if sample.refaults is None or sample.swap is None:
+            continue
+        if first is None:
+            first = sample
+        most_swap = max(most_swap, sample.swap)
+    if first is None or first is last or most_swap < MIN_TURNOVER_SWAP_BYTES:
+        return None
+    refaulted = _delta(first.refaults, last.refaults)
+    return None if refaulted is None else refaulted * page_size / most_swap
 
 
 def figures_between(first: GroupSample, last: GroupSample, page_size: int,
@@ -92,6 +131,11 @@ def figures_between(first: GroupSample, last: GroupSample, page_size: int,
     refault_rate = None
     if refaults is not None and last.refault_basis and seconds > 0:
         refault_rate = 100.0 * refaults * page_size / seconds / last.refault_basis
+    evicted = _delta(first.evicted, last.evicted)
+    refault_share = None
+    if refaults is not None and evicted is not None and seconds > 0 and \
+            evicted >= MIN_EVICTED_PAGES_PER_S * seconds:
+        refault_share = min(100.0, 100.0 * refaults / evicted)
     scanned = _delta(first.anon_scanned, last.anon_scanned)
     stolen = _delta(first.anon_stolen, last.anon_stolen)
     efficiency = None
@@ -108,7 +152,12 @@ def figures_between(first: GroupSample, last: GroupSample, page_size: int,
         effective_available=last.effective_available,
         memory_basis=last.memory_basis,
         all_swap_ram_backed=last.all_swap_ram_backed,
+        refault_share_pct=refault_share,
     )
+
+
+def uses_turnover(all_of: Conditions, any_of: Conditions) -> bool:
+    return all_of.swap_turnover_above is not None or any_of.swap_turnover_above is not None
 
 
 def condition_results(cond: Conditions, fig: WindowFigures) -> dict[str, bool]:
@@ -140,6 +189,11 @@ def condition_results(cond: Conditions, fig: WindowFigures) -> dict[str, bool]:
                                                  cond.anon_efficiency_below)
     if cond.refault_rate_above is not None:
         results["refault_rate_above"] = above(fig.refault_rate_pct, cond.refault_rate_above)
+    if cond.refault_share_above is not None:
+        results["refault_share_above"] = above(fig.refault_share_pct,
+                                               cond.refault_share_above)
+    if cond.swap_turnover_above is not None:
+        results["swap_turnover_above"] = above(fig.swap_turnover, cond.swap_turnover_above)
     if cond.all_swap_ram_backed is not None:
         results["all_swap_ram_backed"] = fig.all_swap_ram_backed == cond.all_swap_ram_backed
     if cond.protected_stall_above is not None:

@@ -27,6 +27,9 @@ from zoomd.kernel.root import Root
 
 UNLIMITED_V1 = 1 << 62  # v1 prints PAGE_COUNTER_MAX * page size for "no limit"
 MAX_PIDS_SAMPLED = 64
+# Processes looked at to prove that a v1 memory cgroup holds a v2 group's processes and
+# no one else's (its figures are then the group's own); beyond this, nothing is proven.
+MAX_PIDS_OWNED = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ _V1_STAT_NAMES = {
     "total_workingset_refault_file": "workingset_refault_file",
     "total_pgmajfault": "pgmajfault",
     "total_pgfault": "pgfault",
+    "total_pgpgout": "pgpgout",
 }
 
 
@@ -215,8 +219,8 @@ class CgroupReader:
         """Memory figures of a group; None when the group has none we can find."""
         if self.layout.memory_on_v2:
             return self.memory_v2(cgpath)
-        v1path = self.v1_memory_path(cgpath)
-        if v1path is not None and v1path != "/":
+        v1path = self.owned_v1_memory_path(cgpath)
+        if v1path is not None:
             return self.memory_v1(v1path)
         return self._memory_procs(cgpath)
 
@@ -260,6 +264,101 @@ class CgroupReader:
                 paths.append(membership.v1["memory"])
         return common_ancestor(paths)
 
+    def owned_v1_memory_path(self, cgpath: str) -> str | None:
+        """The v1 memory cgroup whose figures are the v2 group's own, or None.
+
+        A v1 group's figures are hierarchical totals of every process in it: they are
+        the v2 group's only when every process of the v1 subtree is one of the v2
+        group's (a bystander whose processes sit in an ancestor of another group's
+        memory cgroup must not be credited with that group's refaults). A captured tree
+        without v1 cgroup.procs (traces from before they were recorded) is taken as
+        the daemon took it then.
+        """
+        if "memory" not in self.layout.v1:
+            return None
+        members = self.subtree_procs(cgpath, limit=MAX_PIDS_OWNED + 1)
+        if not members or len(members) > MAX_PIDS_OWNED:
+            return None
+        paths = []
+        for pid in members:
+            membership = read_proc_cgroup(self.root, pid)
+            if membership is not None and "memory" in membership.v1:
+                paths.append(membership.v1["memory"])
+        v1path = common_ancestor(paths)
+        if v1path is None or v1path == "/":
+            return None
+        inside = self.v1_subtree_procs(v1path, MAX_PIDS_OWNED + 1)
+        if inside is None:
+            return v1path  # no v1 cgroup.procs in this (captured) tree
+        own = set(members)
+        return v1path if len(inside) <= MAX_PIDS_OWNED and set(inside) <= own else None
+
+    def v1_children(self, v1path: str) -> list[str]:
+        """Child v1 memory cgroups, sorted (none when it vanished)."""
+        directory = self.layout.v1_dir("memory", v1path)
+        if directory is None:
+            return []
+        full = self.root.join(directory)
+        try:
+            if os.stat(full).st_nlink == 2:
+                return []
+            with os.scandir(full) as entries:
+                names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return []
+        base = v1path.rstrip("/")
+        return [f"{base}/{name}" for name in sorted(names)]
+
+    def v1_procs(self, v1path: str) -> list[int] | None:
+        """PIDs directly in a v1 memory cgroup; None when its cgroup.procs is absent."""
+        directory = self.layout.v1_dir("memory", v1path)
+        if directory is None:
+            return None
+        text = self.root.read_optional(f"{directory}/cgroup.procs")
+        if text is None:
+            return None
+        path = self.root.join(f"{directory}/cgroup.procs")
+        return [parse_uint(path, "pid", p) for p in kernel_fields(text.replace("\n", " "))]
+
+    def v1_subtree_procs(self, v1path: str, limit: int) -> list[int] | None:
+        """PIDs of a v1 memory cgroup and its descendants (at most `limit`); None when
+        the tree holds no cgroup.procs to read."""
+        pids: list[int] = []
+        stack = [v1path]
+        seen_file = False
+        while stack:
+            current = stack.pop()
+            found = self.v1_procs(current)
+            if found is not None:
+                seen_file = True
+                pids.extend(found)
+                if len(pids) >= limit:
+                    return pids[:limit]
+            stack.extend(self.v1_children(current))
+        return pids if seen_file else None
+
+    def v1_memory_limit(self, v1path: str) -> int | None:
+        """The tighter of a v1 memory cgroup's limit and memsw limit (None: unlimited)."""
+        directory = self.layout.v1_dir("memory", v1path)
+        if directory is None:
+            return None
+        found = []
+        for name in ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes"):
+            value = _read_int_file(self.root, f"{directory}/{name}", name)
+            if value is not None and value < UNLIMITED_V1:
+                found.append(value)
+        return min(found) if found else None
+
+    def v2_memory_limit(self, cgpath: str) -> int | None:
+        """The tighter of memory.max and memory.high (None: neither is set)."""
+        directory = self.layout.v2_dir(cgpath)
+        found = []
+        for name in ("memory.max", "memory.high"):
+            value = _read_int_file(self.root, f"{directory}/{name}", name)
+            if value is not None:
+                found.append(value)
+        return min(found) if found else None
+
     def memory_v1(self, v1path: str, text_of: TextOf | None = None,
                   fields: tuple[str, ...] | None = None) -> CgroupMemory | None:
         """Figures of a v1 memory cgroup (hierarchical totals, renamed to v2's names);
@@ -298,7 +397,7 @@ class CgroupReader:
         """Last resort on hybrid hosts: sum the members' RSS and swap from /proc."""
         rss = swap = 0
         seen = False
-        for pid in self.subtree_procs(cgpath):
+        for pid in self.subtree_procs(cgpath, limit=MAX_PIDS_OWNED):
             text = self.root.read_optional(f"/proc/{pid}/status")
             if text is None:
                 continue

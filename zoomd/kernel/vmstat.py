@@ -94,6 +94,14 @@ class VmStat:
         return self.sum_of("pgscan_kswapd", "pgscan_direct")
 
     @property
+    def pgsteal_total(self) -> int | None:
+        """All pages reclaimed (what refaults are a share of); as pgscan_total."""
+        split = self.sum_of("pgsteal_anon", "pgsteal_file")
+        if split is not None:
+            return split
+        return self.sum_of("pgsteal_kswapd", "pgsteal_direct")
+
+    @property
     def refault_anon(self) -> int | None:
         return self.get("workingset_refault_anon")
 
