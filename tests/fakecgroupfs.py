@@ -25,6 +25,7 @@ class FakeGroup:
     refault_anon: int = 0
     refault_file: int = 0
     pgscan: int = 0
+    pgsteal: int = 0
     full_us: int = 0
     some_us: int = 0
     oom_group: bool = False
@@ -78,7 +79,7 @@ class FakeHost:
                         f"anon {group.anon}\nfile {group.file}\n"
                         f"workingset_refault_anon {group.refault_anon}\n"
                         f"workingset_refault_file {group.refault_file}\n"
-                        f"pgscan {group.pgscan}\npgsteal 0\n"),
+                        f"pgscan {group.pgscan}\npgsteal {group.pgsteal}\n"),
                 })
             for name, text in files.items():
                 with open(f"{d}/{name}", "w") as f:

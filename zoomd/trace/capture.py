@@ -41,10 +41,11 @@ HOST_FILES = ("/proc/meminfo", "/proc/vmstat", "/proc/swaps", "/proc/pressure/me
 STATIC_FILES = ("/proc/zoneinfo", "/proc/sys/vm/min_free_kbytes", "/proc/self/mountinfo",
                 "/sys/module/zswap/parameters/enabled")
 ZRAM_STATIC = ("disksize", "comp_algorithm", "backing_dev")
-MONITOR_FILES = ("memory.pressure", "memory.stat", "memory.current", "memory.max",
+MONITOR_FILES = ("memory.pressure", "memory.stat", "memory.current", "memory.max", "memory.high",
                  "memory.swap.current")
 GROUP_FILES = (*MONITOR_FILES, "cgroup.procs", "memory.oom.group", "cgroup.freeze")
-V1_MEMORY_FILES = ("memory.stat", "memory.usage_in_bytes", "memory.limit_in_bytes")
+V1_MEMORY_FILES = ("memory.stat", "memory.usage_in_bytes", "memory.limit_in_bytes",
+                   "memory.memsw.limit_in_bytes", "cgroup.procs")
 STATUS_FIELDS = ("Name:", "Pid:", "VmRSS:", "VmSwap:")
 STAT_FIELDS_KEPT = 9  # pid (comm) state ppid pgrp session tty tpgid flags
 DEFAULT_SUBTREE_EVERY = 5

@@ -240,7 +240,10 @@ class Replayer:
         for record in records:
             run.decisions.append(_normalise(record, sample, tree))
         for state in run.engine.states:
-            track = run.tracks[state.policy.name]
+            track = run.tracks.get(state.policy.name)
+            if track is None:  # a template's instance, made as its group appeared
+                track = run.tracks[state.policy.name] = PolicyTrack(state.policy.name,
+                                                                    state.monitor.path)
             latest = state.history.latest()
             holds = False
             if state.last_figures is not None:
