@@ -65,6 +65,9 @@ NAME = st.from_regex(r"[a-z_][a-z0-9_]{0,24}", fullmatch=True)
 @given(PSI_LINE, st.none() | PSI_LINE)
 def test_psi_round_trip(some, full) -> None:
     count("psi round trip")
+    if full is not None and full[3] > some[3]:  # no kernel writes it (issue 15 item 10)
+        with pytest.raises(KernelFileError, match=r"full\.total"):
+            parse_psi(render_psi(some, full), "p", need_full=True)
     psi = parse_psi(render_psi(some, full), "p")
     assert (psi.some.avg10, psi.some.avg60, psi.some.avg300, psi.some.total_us) == some
     if full is None:
@@ -132,8 +135,9 @@ NAME_VALUES = st.dictionaries(NAME, U64, max_size=30)
 @given(NAME_VALUES, st.sampled_from([0, 12]))
 def test_name_values_round_trip(values, width) -> None:
     count("vmstat/memory.stat round trip")
-    assert parse_vmstat(render_name_values(values, width), "v").counters == values
     assert parse_name_values(render_name_values(values), "m") == values
+    values = {"nr_free_pages": 1, **values}  # in every vmstat (an empty one is refused)
+    assert parse_vmstat(render_name_values(values, width), "v").counters == values
 
 
 @FUZZ
@@ -160,10 +164,22 @@ def test_name_values_any_text(text) -> None:
 # -- meminfo ------------------------------------------------------------------------------
 REQUIRED = ("MemTotal", "MemFree", "MemAvailable", "Active(anon)", "Inactive(anon)",
             "Active(file)", "Inactive(file)", "SwapTotal", "SwapFree")
-MEMINFO = st.fixed_dictionaries(
+ANY_MEMINFO = st.fixed_dictionaries(
     {name: st.integers(0, 2**52) for name in REQUIRED},
     optional={"HugePages_Total": st.integers(0, 10**6), "Hugepagesize": st.integers(0, 2**30),
               "Committed_AS": st.integers(0, 2**52)})
+PARTS = (("MemFree", "MemTotal"), ("SwapFree", "SwapTotal"))
+# What a kernel can print: free never above total.
+MEMINFO = ANY_MEMINFO.map(lambda v: {**v, **{p: min(v[p], v[w]) for p, w in PARTS}})
+
+
+@FUZZ
+@given(ANY_MEMINFO.filter(lambda v: any(v[p] > v[w] for p, w in PARTS)))
+def test_meminfo_free_above_total_is_refused(values) -> None:
+    count("meminfo free above total")
+    with pytest.raises(KernelFileError, match="no kernel writes that") as err:
+        parse_meminfo(render_meminfo(values), "mi")
+    assert err.value.field in {p for p, w in PARTS if values[p] > values[w]}
 
 
 @FUZZ
@@ -207,8 +223,19 @@ def test_meminfo_any_text(text) -> None:
 # character allowed (spaces, tabs, newlines and backslashes come out octal-escaped).
 SWAP_NAME = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
                     min_size=1, max_size=40)
-SWAP_ENTRY = st.tuples(SWAP_NAME, st.sampled_from(["partition", "file"]),
-                       st.integers(0, 2**53), st.integers(0, 2**53), S32)
+ANY_SWAP_ENTRY = st.tuples(SWAP_NAME, st.sampled_from(["partition", "file"]),
+                           st.integers(0, 2**53), st.integers(0, 2**53), S32)
+# What a kernel can print: Used never above Size.
+SWAP_ENTRY = ANY_SWAP_ENTRY.map(lambda e: (e[0], e[1], e[2], min(e[2], e[3]), e[4]))
+
+
+@FUZZ
+@given(st.lists(SWAP_ENTRY, max_size=3), ANY_SWAP_ENTRY.filter(lambda e: e[3] > e[2]))
+def test_swap_used_above_size_is_refused(entries, bad) -> None:
+    count("swaps used above size")
+    with pytest.raises(KernelFileError, match="above Size") as err:
+        parse_swaps(render_swaps([*entries, bad]), "s")
+    assert err.value.field == f"{bad[0]}.Used"
 
 
 @FUZZ
@@ -450,6 +477,7 @@ def test_lazy_vmstat_agrees_with_the_full_parse(values, missing, data) -> None:
     from zoomd.kernel.vmstat import VmStat
 
     count("vmstat lazy")
+    values = {"nr_free_pages": 1, **values}  # in every vmstat (an empty one is refused)
     text = render_name_values(values)
     lazy = VmStat.lazy(text, "v")
     for name in [*values, *missing]:

@@ -15,7 +15,7 @@ from zoomd.kernel.blockdev import DeviceKind, classify_swap, zswap_enabled
 from zoomd.kernel.hotfile import HotFile
 from zoomd.kernel.meminfo import parse_meminfo
 from zoomd.kernel.mountinfo import Mount, read_mountinfo
-from zoomd.kernel.psi import Psi, parse_psi
+from zoomd.kernel.psi import FULL_SINCE_PSI, Psi, parse_psi
 from zoomd.kernel.root import Root
 from zoomd.kernel.swaps import SwapEntry, parse_swaps
 from zoomd.kernel.vmstat import VmStat
@@ -71,7 +71,7 @@ class HostReader:
         hot = self._psi.get(resource)
         if hot is None:
             return None
-        return parse_psi(hot.read(), hot.path)
+        return parse_psi(hot.read(), hot.path, resource in FULL_SINCE_PSI)
 
     def _refresh_zram(self) -> tuple[ZramDevice, ...]:
         names = list_zram(self.root)
@@ -83,8 +83,8 @@ class HostReader:
                 try:
                     static = read_zram(self.root, name)
                 except KernelFileError:
-                    if self.root.exists(f"/sys/block/{name}/mm_stat"):
-                        raise
+                    if name in self.root.listdir("/sys/block"):
+                        raise  # still there: its mm_stat is missing or unreadable
                     continue  # device vanished between listing and reading
                 self._zram_static[name] = static
                 hot = HotFile(self.root.join(f"/sys/block/{name}/mm_stat"), bufsize=512)

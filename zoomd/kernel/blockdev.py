@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from zoomd.errors import KernelFileError
 from zoomd.kernel.keyvalue import is_decimal
 from zoomd.kernel.mountinfo import RAM_FILESYSTEMS, Mount, mount_of
 from zoomd.kernel.root import Root
@@ -34,6 +35,9 @@ def _sys_block_dir(root: Root, name: str) -> str | None:
     for base in ("/sys/class/block", "/sys/block"):
         if root.exists(f"{base}/{name}"):
             return f"{base}/{name}"
+        if root.is_loop(f"{base}/{name}"):
+            raise KernelFileError(root.join(f"{base}/{name}"),
+                                  "a symlink loop: no kernel's sysfs has one")
     return None
 
 
@@ -73,7 +77,12 @@ def classify_block(root: Root, name: str, depth: int = 0) -> DeviceKind:
     sysdir = _sys_block_dir(root, name)
     if sysdir is None:
         return DeviceKind("unknown", False, name, f"no sysfs entry for {name}")
-    if name.startswith("zram") and root.exists(f"{sysdir}/mm_stat"):
+    if name.startswith("zram") and not root.exists(f"{sysdir}/mm_stat"):
+        # Not a disk: every zram device has had mm_stat since 4.1 (PSI needs 4.20).
+        raise KernelFileError(root.join(f"{sysdir}/mm_stat"), "missing (every zram "
+                              "device has one)" if not root.is_loop(f"{sysdir}/mm_stat")
+                              else "a symlink loop: no kernel's sysfs has one")
+    if name.startswith("zram"):
         backing = root.read_optional(f"{sysdir}/backing_dev")
         if backing is not None and backing.strip() not in ("", "none"):
             return DeviceKind(

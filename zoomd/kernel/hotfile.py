@@ -11,7 +11,7 @@ import os
 import resource
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.root import read_text_once
+from zoomd.kernel.root import MAX_READ_BYTES, NotKernelFile, open_kernel_file, read_text_once
 
 # Descriptors left for everything that is not kept open: reads of files seen once
 # (ranking, /proc/PID), a kill's pidfds, sockets, the validating child's pipe.
@@ -96,10 +96,12 @@ class HotFile:
         self.path = path
         self._bufsize = bufsize
         self._fd: int | None = None
-        try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:  # never blocks on a FIFO; refuses a device (root.py)
+            self._fd = open_kernel_file(path)
         except FileNotFoundError:
             raise KernelFileError(path, "missing") from None
+        except NotKernelFile as exc:
+            raise KernelFileError(path, exc.strerror) from None
         except OSError as exc:
             raise KernelFileError(path, f"cannot open ({exc.strerror or exc})") from None
 
@@ -112,6 +114,9 @@ class HotFile:
             while len(data) == self._bufsize:
                 # The file outgrew the buffer: grow once and re-read so the content is
                 # one consistent generation rather than pieces of two.
+                if self._bufsize > MAX_READ_BYTES:
+                    raise KernelFileError(self.path, f"larger than any kernel file "
+                                                     f"({MAX_READ_BYTES >> 20} MiB)")
                 self._bufsize *= 2
                 data = os.pread(fd, self._bufsize, 0)
         except OSError as exc:

@@ -64,7 +64,10 @@ def parse_name_values(text: str, path: str, unit_suffix: str | None = None) -> d
             number, sep, unit = rest.lstrip(" ").partition(" ")
             if number.isdigit() and number.isascii() and (
                     not sep or (unit_suffix is not None and unit == unit_suffix)):
-                values[name.rstrip(":")] = int(number)
+                name = name.rstrip(":")
+                if name in values:
+                    raise _duplicate(path, name)
+                values[name] = int(number)
                 continue
         parts = kernel_fields(line)
         if not parts:
@@ -76,8 +79,14 @@ def parse_name_values(text: str, path: str, unit_suffix: str | None = None) -> d
             raise KernelFileError(path, f"unexpected unit {parts[2]!r}", name)
         if len(parts) > 3 or (len(parts) == 3 and unit_suffix is None):
             raise KernelFileError(path, f"line {lineno}: unexpected {line!r}", name)
+        if name in values:
+            raise _duplicate(path, name)
         values[name] = parse_uint(path, name, parts[1])
     return values
+
+
+def _duplicate(path: str, name: str) -> KernelFileError:
+    return KernelFileError(path, "printed twice: no kernel writes that", name)
 
 
 def pick_values(text: str, path: str, names: tuple[str, ...]) -> dict[str, int]:

@@ -59,6 +59,10 @@ def parse_meminfo(text: str, path: str) -> MemInfo:
         name: value if name.startswith("HugePages_") else value * 1024
         for name, value in raw.items()
     }
+    for part, whole in (("MemFree", "MemTotal"), ("SwapFree", "SwapTotal")):
+        if raw[part] > raw[whole]:
+            raise KernelFileError(path, f"{raw[part]} kB is above {whole} ({raw[whole]} kB): "
+                                        "no kernel writes that", part)
     return MemInfo(fields)
 
 

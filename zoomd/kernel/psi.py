@@ -61,19 +61,48 @@ def _parse_line(path: str, kind: str, fields: list[str]) -> PsiLine:
     return PsiLine(out["avg10"], out["avg60"], out["avg300"], total)
 
 
-def parse_psi(text: str, path: str) -> Psi:
-    """Parse the text of a pressure file."""
+# Resources whose pressure files have had a `full` line since PSI exists (4.20); cpu
+# got one in 5.13 (system-wide: zeros).
+FULL_SINCE_PSI = ("memory", "io")
+
+
+def parse_psi(text: str, path: str, need_full: bool = False) -> Psi:
+    """Parse the text of a pressure file (`need_full`: memory and io, FULL_SINCE_PSI)."""
     m = _KERNEL_LAYOUT.fullmatch(text)
     if m is not None:
         g = m.groups()
         some = PsiLine(float(g[0]), float(g[1]), float(g[2]), int(g[3]))
         full = None if g[4] is None else PsiLine(float(g[4]), float(g[5]), float(g[6]),
                                                  int(g[7]))
-        return Psi(some=some, full=full)
-    return parse_psi_fields(text, path)
+        return _possible(Psi(some=some, full=full), path, need_full)
+    return parse_psi_fields(text, path, need_full)
 
 
-def parse_psi_fields(text: str, path: str) -> Psi:
+def _possible(psi: Psi, path: str, need_full: bool) -> Psi:
+    """Refuse what no kernel prints: an average is a share of time (at most 100.00),
+    and (host files, `need_full`) a task stalled "full" is stalled "some" too: full's
+    total at most some's. Cgroup files are not held to the second: the tests' fake
+    cgroup trees write full totals alone."""
+    for kind, line in (("some", psi.some), ("full", psi.full)):
+        if line is None:
+            continue
+        for name in ("avg10", "avg60", "avg300"):
+            value = getattr(line, name)
+            if value > 100.0:
+                raise KernelFileError(path, f"{value:g} is above 100%: no kernel writes "
+                                            "that", f"{kind}.{name}")
+    if psi.full is None:
+        if need_full:
+            raise KernelFileError(path, "no 'full' line (every kernel with PSI prints "
+                                        "one here)", "full")
+    elif need_full and psi.full.total_us > psi.some.total_us:
+        raise KernelFileError(path, f"{psi.full.total_us} is above some.total "
+                                    f"({psi.some.total_us}): no kernel writes that",
+                              "full.total")
+    return psi
+
+
+def parse_psi_fields(text: str, path: str, need_full: bool = False) -> Psi:
     """The field-by-field parse: any order, extra fields and lines tolerated, and an
     error naming the field for anything unreadable."""
     lines: dict[str, PsiLine] = {}
@@ -87,13 +116,13 @@ def parse_psi_fields(text: str, path: str) -> Psi:
         lines[kind] = _parse_line(path, kind, parts[1:])
     if "some" not in lines:
         raise KernelFileError(path, "no 'some' line", "some")
-    return Psi(some=lines["some"], full=lines.get("full"))
+    return _possible(Psi(some=lines["some"], full=lines.get("full")), path, need_full)
 
 
 def read_pressure(root: Root, resource: str) -> Psi:
     """Read /proc/pressure/<resource> (memory, io, cpu)."""
     path = f"/proc/pressure/{resource}"
-    return parse_psi(root.read_text(path), root.join(path))
+    return parse_psi(root.read_text(path), root.join(path), resource in FULL_SINCE_PSI)
 
 
 def stall_percent(before_us: int, after_us: int, elapsed_s: float) -> float | None:

@@ -45,6 +45,9 @@ def parse_swaps(text: str, path: str) -> list[SwapEntry]:
         size = parse_uint(path, f"{name}.Size", parts[2])
         used = parse_uint(path, f"{name}.Used", parts[3])
         prio = parse_int(path, f"{name}.Priority", parts[4])
+        if used > size:
+            raise KernelFileError(path, f"{used} kB is above Size ({size} kB): no kernel "
+                                        "writes that", f"{name}.Used")
         entries.append(SwapEntry(name, parts[1], size * 1024, used * 1024, prio))
     return entries
 

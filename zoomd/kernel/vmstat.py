@@ -7,8 +7,12 @@ so that a model can say "no evidence" instead of computing from zeros.
 
 from __future__ import annotations
 
+from zoomd.errors import KernelFileError
 from zoomd.kernel.keyvalue import parse_name_values, pick_values
 from zoomd.kernel.root import Root
+
+# Counted by every kernel (nr_free_pages since 2.6.x): a vmstat without it is not one.
+REQUIRED = "nr_free_pages"
 
 
 class VmStat:
@@ -34,6 +38,8 @@ class VmStat:
         stat._complete = False
         stat._text = text
         stat._path = path
+        if stat.get(REQUIRED) is None:  # an empty file would read as "no evidence"
+            raise KernelFileError(path, "missing", REQUIRED)
         return stat
 
     @property
@@ -112,7 +118,10 @@ class VmStat:
 
 
 def parse_vmstat(text: str, path: str) -> VmStat:
-    return VmStat(parse_name_values(text, path))
+    counters = parse_name_values(text, path)
+    if REQUIRED not in counters:
+        raise KernelFileError(path, "missing", REQUIRED)
+    return VmStat(counters)
 
 
 def read_vmstat(root: Root) -> VmStat:
