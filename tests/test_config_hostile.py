@@ -89,6 +89,7 @@ def test_duplicate_hook_names_are_refused(tmp_path) -> None:
     ("metrics", "textfile_interval", "0", "between 1s and 1h"),
     ("metrics", "textfile_interval", '"100ms"', "between 1s and 1h"),
     ("reclaim", "efficiency_sustain", '"2h"', "between 0s and 10min"),
+    ("daemon", "discover_interval", "0", "between 500ms and 1h"),
 ])
 def test_section_durations_have_a_range(tmp_path, table, key, value, shown) -> None:
     _refused(tmp_path, f"[{table}]\n{key} = {value}\n", f"{table}.{key}", shown)

@@ -120,7 +120,7 @@ class DaemonSection(Strict):
     oom_score_adj: int = Field(-1000, ge=-1000, le=1000)
     protect: tuple[str, ...] = ()
     thaw_on_exit: bool = True
-    discover_interval: Duration = Field(5.0, ge=0.5, le=3600.0)
+    discover_interval: Annotated[Duration, _within(0.5, 3600.0, "500ms", "1h")] = 5.0
 
     @model_validator(mode="before")
     @classmethod
