@@ -321,3 +321,14 @@ def test_a_freeze_policy_never_falls_back_to_a_process(tmp_path) -> None:
     records, _ = drive(h, engine, 4.0, 0.0, thrash=None, root_full=80.0)
     assert records == [] and backend.calls == []
     assert "does not act on single processes" in stream.getvalue()
+
+
+def test_check_lists_the_instances_the_templates_have_on_this_host(tmp_path, capsys) -> None:
+    from zoomd.cli import main
+
+    h = domain_host(tmp_path)
+    assert main(["check", "--root", h.base]) == 0
+    out = capsys.readouterr().out
+    assert "# templates: 2 instance(s) on this host now" in out
+    assert f"#   domain-thrash@/box, limit {512 * MiB} bytes (v2)" in out
+    assert "#   domain-stuck@/box" in out

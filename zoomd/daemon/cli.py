@@ -34,8 +34,43 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if config.systemd.managed_oom:
         print("# [systemd] managed_oom: on a systemd host, `run` also adds a policy per "
               "unit with ManagedOOM*= settings, as PID 1 reports them")
+    if not args.file_only:
+        for line in _instance_lines(config, args.root, args.scope):
+            print(line)
     print(dump_config(config))
     return 0
+
+
+def _instance_lines(config: object, root: str, scope: str) -> list[str]:
+    """What each policy template applies to on this host now (as `run` would start)."""
+    import dataclasses
+
+    from zoomd.config.runtime import as_runtime, is_template
+    from zoomd.daemon.engine import scoped
+    from zoomd.daemon.templates import discover_for, instances
+    from zoomd.errors import ZoomdError
+    from zoomd.kernel.cgroups import CgroupReader
+    from zoomd.kernel.root import Root
+
+    templates = [dataclasses.replace(p, monitor=scoped(p.monitor, scope))
+                 for p in as_runtime(config).policy if is_template(p)]
+    if not templates:
+        return []
+    try:
+        reader = CgroupReader(Root(root))
+        discovery = discover_for(templates, reader)
+        made = instances(templates, reader, discovery)
+    except (OSError, ZoomdError) as exc:
+        return [f"# templates: cannot look for their groups here: {exc}"]
+    lines = [f"# templates: {len(made)} instance(s) on this host now "
+             "(made and dropped as groups come and go)"]
+    for inst in made:
+        limit = f", limit {inst.domain.limit} bytes ({inst.domain.source})" \
+            if inst.domain else ""
+        lines.append(f"#   {inst.policy.name}{limit}")
+    for group, reason in (discovery.unguarded.items() if discovery else ()):
+        lines.append(f"#   not guarded: {group}: {reason}")
+    return lines
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

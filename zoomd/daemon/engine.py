@@ -29,7 +29,7 @@ from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
 from zoomd.daemon.processes import ProcessChoice, choose_process
-from zoomd.daemon.sample import History
+from zoomd.daemon.sample import GroupSample, History
 from zoomd.daemon.stalls import PolicyStalls, uses_protected_stall
 from zoomd.daemon.triggers import (
     TURNOVER_WINDOW_S,
@@ -233,8 +233,19 @@ class Engine:
         done.extend(self.inflight.advance())
         now = host.monotonic
         self.sync_instances(now)
+        # Policies watching the same group alike (a domain's two rules, the host's)
+        # share one reading of it per tick.
+        shared: dict[tuple[str, str | None, int | None], GroupSample] = {}
         for state in self.states:
-            if not self._sample(state, host, estimate):
+            key = (state.monitor.path, state.monitor.pinned_v1, state.monitor.limit)
+            reading = shared.get(key)
+            if reading is not None:
+                state.history.add(reading)
+            elif self._sample(state, host, estimate):
+                latest = state.history.latest()
+                if latest is not None:
+                    shared[key] = latest
+            else:
                 continue
             policy = state.policy
             fig = window_figures(state.history, policy.window, self.page_size,
