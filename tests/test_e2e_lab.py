@@ -39,8 +39,8 @@ def run(tmp_path, scenario: str, daemon_args: str = "") -> tuple[dict, list[dict
             records.append(json.loads(line[len("<6>record "):]))
         elif line.startswith("{"):
             entry = json.loads(line)
-            if "victim" in entry:
-                records.append(entry)
+            if entry.get("level") == "notice" and "victim" in entry:
+                records.append(entry)  # records, not log lines such as "action in flight"
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=1))
     print(log)
     return summary, records, log

@@ -104,8 +104,9 @@ def test_managed_cgroup_thrashing_in_the_lab_is_killed_and_marked(tmp_path) -> N
             pid1.sock.close()
         text = log_path.read_text()
         print(text)
-        records = [json.loads(line) for line in text.splitlines()
-                   if line.startswith("{") and '"victim"' in line]
+        records = [r for r in (json.loads(line) for line in text.splitlines()
+                               if line.startswith("{")) if r.get("level") == "notice"
+                   and "victim" in r]  # records, not log lines such as "action in flight"
         kills = [r for r in records if r["action"] == "kill" and not r["dry_run"]]
         assert rc == -9, f"thrash exited {rc} after {elapsed:.1f}s, not killed"
         assert kills and kills[0]["policy"] == f"systemd-pressure:{lab.v2_rel}"
