@@ -102,7 +102,8 @@ class ModelProbe:
 
     def __init__(self) -> None:
         config, _ = load_config(shipped_config_path(), drop_ins=False)
-        self.policies = [p for p in config.policy if p.monitor == "/"]
+        # The host's own rules (a template's instances watch limited groups, not "/").
+        self.policies = [p for p in config.policy if p.monitor == "/" and not p.select]
         self.params = model_params(config)
         self.min_scanned = config.reclaim.min_scanned_pages
         self.reader = HostReader(Root("/"))
@@ -130,6 +131,7 @@ class ModelProbe:
             refault_basis=snap.meminfo.total,
             effective_available=est.effective_available,
             all_swap_ram_backed=snap.all_ram_backed,
+            evicted=vm.pgsteal_total,
         ))
         out: dict[str, Any] = {
             "mem_total": snap.meminfo.total,
