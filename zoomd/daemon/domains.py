@@ -12,6 +12,7 @@ reported as unguarded, with the reason, never guessed at.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from zoomd.errors import ZoomdError
@@ -57,8 +58,11 @@ def discover(reader: CgroupReader, under: str = "/") -> Discovery:
     return found
 
 
-def _discover_v2(reader: CgroupReader, under: str, found: Discovery) -> None:
-    stack = [under] if under != "/" else reader.children("/")
+def _walk(start: list[str], children: Callable[[str], list[str]],
+          found: Discovery) -> Iterator[str]:
+    """Every group below the `start` ones, depth first, at most MAX_GROUPS_WALKED
+    (beyond, `found.truncated` says so)."""
+    stack = list(reversed(start))
     walked = 0
     while stack:
         path = stack.pop()
@@ -66,14 +70,20 @@ def _discover_v2(reader: CgroupReader, under: str, found: Discovery) -> None:
         if walked > MAX_GROUPS_WALKED:
             found.truncated = True
             return
+        yield path
+        stack.extend(reversed(children(path)))
+
+
+def _discover_v2(reader: CgroupReader, under: str, found: Discovery) -> None:
+    start = [under] if under != "/" else reader.children("/")
+    for path in _walk(start, reader.children, found):
         try:
             limit = reader.v2_memory_limit(path)
         except ZoomdError as exc:
             found.unguarded[path] = f"unreadable limit: {exc}"
-            limit = None
+            continue
         if limit is not None:
             found.domains.append(Domain(path, limit, "v2"))
-        stack.extend(reversed(reader.children(path)))
 
 
 def _v2_path_of(reader: CgroupReader, pid: int) -> str | None:
@@ -86,15 +96,7 @@ def _v2_path_of(reader: CgroupReader, pid: int) -> str | None:
 
 def _discover_v1(reader: CgroupReader, under: str, found: Discovery) -> None:
     """Hybrid: limited v1 memory cgroups, each anchored at the v2 group of its processes."""
-    stack = reader.v1_children("/")
-    walked = 0
-    while stack:
-        v1path = stack.pop()
-        walked += 1
-        if walked > MAX_GROUPS_WALKED:
-            found.truncated = True
-            break
-        stack.extend(reversed(reader.v1_children(v1path)))
+    for v1path in _walk(reader.v1_children("/"), reader.v1_children, found):
         try:
             limit = reader.v1_memory_limit(v1path)
         except ZoomdError as exc:

@@ -149,6 +149,22 @@ def _read_int_file(root: Root, path: str, name: str) -> int | None:
     return _int_of(root.read_optional, root, path, name)
 
 
+def _child_groups(directory: str, cgpath: str) -> list[str]:
+    """The child groups of the group at `directory` (its path: `cgpath`), sorted."""
+    try:
+        # cgroupfs (kernfs), tmpfs and ext4 count a directory's subdirectories in its
+        # link count: 2 means none, and one stat() spares listing ~20 files.
+        if os.stat(directory).st_nlink == 2:
+            return []
+        # d_type from getdents: no stat() per file of the group.
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    base = cgpath.rstrip("/")
+    return [f"{base}/{name}" for name in sorted(names)]
+
+
 class CgroupReader:
     """Reads groups of one host; cheap to create, holds no files open."""
 
@@ -162,19 +178,7 @@ class CgroupReader:
 
     def children(self, cgpath: str) -> list[str]:
         """Child groups, sorted; none when the group vanished or cannot be listed."""
-        base = cgpath.rstrip("/")
-        directory = self.root.join(self.layout.v2_dir(cgpath))
-        try:
-            # cgroupfs (kernfs), tmpfs and ext4 count a directory's subdirectories in
-            # its link count: 2 means none, and one stat() spares listing ~20 files.
-            if os.stat(directory).st_nlink == 2:
-                return []
-            # d_type from getdents: no stat() per file of the group.
-            with os.scandir(directory) as entries:
-                names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            return []
-        return [f"{base}/{name}" for name in sorted(names)]
+        return _child_groups(self.root.join(self.layout.v2_dir(cgpath)), cgpath)
 
     def procs(self, cgpath: str) -> list[int]:
         """PIDs directly in a group (empty if it vanished)."""
@@ -296,18 +300,7 @@ class CgroupReader:
     def v1_children(self, v1path: str) -> list[str]:
         """Child v1 memory cgroups, sorted (none when it vanished)."""
         directory = self.layout.v1_dir("memory", v1path)
-        if directory is None:
-            return []
-        full = self.root.join(directory)
-        try:
-            if os.stat(full).st_nlink == 2:
-                return []
-            with os.scandir(full) as entries:
-                names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            return []
-        base = v1path.rstrip("/")
-        return [f"{base}/{name}" for name in sorted(names)]
+        return [] if directory is None else _child_groups(self.root.join(directory), v1path)
 
     def v1_procs(self, v1path: str) -> list[int] | None:
         """PIDs directly in a v1 memory cgroup; None when its cgroup.procs is absent."""
