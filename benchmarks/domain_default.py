@@ -45,7 +45,8 @@ DEFAULT_RUNS = ("stress-thrash", "memcached-thrash", "stress-idle", "reread",
                 "lab-compressible", "memcached-fit")
 DROP_IN = ('[daemon]\nlog_format = "json"\n\n'
            '[[policy]]\nname = "stuck-memory"\ndry_run = true\n\n'
-           '[[policy]]\nname = "sustained-thrash"\ndry_run = true\n')
+           '[[policy]]\nname = "sustained-thrash"\ndry_run = true\n\n'
+           '[[policy]]\nname = "host-stuck"\ndry_run = true\n')
 
 
 def _config(directory: str) -> str:

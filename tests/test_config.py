@@ -47,7 +47,7 @@ def test_shipped_config_is_valid_and_is_the_top_level_file() -> None:
     config, files = load_config(shipped_config_path())
     assert files == [shipped_config_path()]
     assert [p.name for p in config.policy] == ["stuck-memory", "sustained-thrash",
-                                              "domain-thrash", "domain-stuck"]
+                                              "host-stuck", "domain-thrash", "domain-stuck"]
     with open(os.path.join(REPO, "zoomd.toml")) as a, open(shipped_config_path()) as b:
         assert a.read() == b.read()
 

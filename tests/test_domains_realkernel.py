@@ -44,7 +44,8 @@ def _daemon_config(tmp_path) -> str:
     (drop_ins / "10-shared-lab.toml").write_text(
         '[daemon]\nlog_format = "json"\n\n'
         '[[policy]]\nname = "stuck-memory"\ndry_run = true\n\n'
-        '[[policy]]\nname = "sustained-thrash"\ndry_run = true\n')
+        '[[policy]]\nname = "sustained-thrash"\ndry_run = true\n\n'
+        '[[policy]]\nname = "host-stuck"\ndry_run = true\n')
     os.chmod(tmp_path, 0o755)
     return str(config)
 

@@ -88,9 +88,12 @@ def parse_actions(records: list[dict[str, Any]], workload_pid: int | None) -> li
                 continue
             victim = str(body["victim"])
             t = float(body.get("monotonic", t))  # the decision, not the log line's arrival
+            process = body.get("process")  # a process chosen where no group could be
+            on_workload = process.get("pid") == workload_pid \
+                if isinstance(process, dict) else victim.rstrip("/").endswith("/workload")
             actions.append({"t": t, "by": "zoomd", "action": body.get("action"),
-                            "victim": victim, "on_workload": victim.rstrip("/").endswith(
-                                "/workload"), "summary": body.get("summary")})
+                            "victim": victim, "on_workload": on_workload,
+                            "summary": body.get("summary")})
             continue
         m = _EARLYOOM.search(line)
         if m:
