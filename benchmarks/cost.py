@@ -168,7 +168,7 @@ def bench_tick(sizes=SIZES) -> dict[str, Any]:
 
 # -- real empty v2 cgroups -------------------------------------------------------------------
 def bench_real(sizes=SIZES) -> dict[str, Any]:
-    from zoomd.lab.sysfs import cgroup2_mount
+    from zoomdlab.lab.sysfs import cgroup2_mount
 
     mount = cgroup2_mount()
     if mount is None or os.geteuid() != 0:
@@ -318,7 +318,7 @@ def _rss_of(config: str, seconds: float = 20.0) -> dict[str, Any]:
 
 
 def bench_rss() -> dict[str, Any]:
-    from zoomd.lab.sysfs import cgroup2_mount
+    from zoomdlab.lab.sysfs import cgroup2_mount
 
     out: dict[str, Any] = {"context": context(), "rss": {}}
     tmp = tempfile.mkdtemp(prefix="zoomd-bench-")

@@ -35,10 +35,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 import domain_signals as ds  # noqa: E402
 
 from zoomd.config.load import shipped_config_path  # noqa: E402
-from zoomd.lab.cgroups import LabCgroups  # noqa: E402
-from zoomd.lab.lock import lab_lock  # noqa: E402
-from zoomd.lab.swap import zram_swap  # noqa: E402
-from zoomd.lab.workloads import parse_size  # noqa: E402
+from zoomdlab.lab.cgroups import LabCgroups  # noqa: E402
+from zoomdlab.lab.lock import lab_lock  # noqa: E402
+from zoomdlab.lab.swap import zram_swap  # noqa: E402
+from zoomdlab.lab.workloads import parse_size  # noqa: E402
 
 RUN_S = 60.0
 DEFAULT_RUNS = ("stress-thrash", "memcached-thrash", "stress-idle", "reread",
@@ -91,7 +91,7 @@ def run_one(name: str, limit: int, work: str) -> dict[str, object]:
                                       stdout=log, stderr=subprocess.STDOUT)
         try:
             time.sleep(2.0)
-            by = lab.start(shared, [sys.executable, "-m", "zoomd.lab.workload", "bystander",
+            by = lab.start(shared, [sys.executable, "-m", "zoomdlab.lab.workload", "bystander",
                                     "--duration", str(RUN_S + 5)], stdout=subprocess.DEVNULL)
             started = time.monotonic()
             ds.start_workload(name, lab, box, client, limit, RUN_S)

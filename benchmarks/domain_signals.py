@@ -44,13 +44,13 @@ from typing import IO, Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from zoomd.lab.cgroups import LabCgroups, LabChild
-from zoomd.lab.lock import lab_lock
-from zoomd.lab.signals import terminate_as_interrupt
-from zoomd.lab.swap import zram_swap
-from zoomd.lab.sysfs import LabError
-from zoomd.lab.timeline import parse_keyed, parse_mm_stat, parse_psi
-from zoomd.lab.workloads import parse_size
+from zoomdlab.lab.cgroups import LabCgroups, LabChild
+from zoomdlab.lab.lock import lab_lock
+from zoomdlab.lab.signals import terminate_as_interrupt
+from zoomdlab.lab.swap import zram_swap
+from zoomdlab.lab.sysfs import LabError
+from zoomdlab.lab.timeline import parse_keyed, parse_mm_stat, parse_psi
+from zoomdlab.lab.workloads import parse_size
 
 PAGE = 4096
 MAX_PROC = 2 << 30
@@ -178,7 +178,7 @@ def start_workload(name: str, lab: LabCgroups, child: LabChild, client: LabChild
     if name == "lab-compressible":
         run = Running(phase="run")
         for part in _split(int(limit * 1.5)):
-            run.procs.append(lab.start(child, [sys.executable, "-m", "zoomd.lab.workload",
+            run.procs.append(lab.start(child, [sys.executable, "-m", "zoomdlab.lab.workload",
                                                "compressible", "--size", str(part),
                                                "--hot", str(int(part / 1.5 / 4)),
                                                "--duration", str(duration)],

@@ -111,7 +111,7 @@ def case_reload_from_cwd(case: Case) -> str:
 def case_lab_workload(case: Case) -> str:
     d, marker = hostile_dir(case, "zoomd")
     code = ("import sys; sys.path.insert(0, sys.argv[1]);"
-            "from zoomd.lab.scenario import _workload_argv, ScenarioConfig;"
+            "from zoomdlab.lab.scenario import _workload_argv, ScenarioConfig;"
             "import subprocess; subprocess.run(_workload_argv(ScenarioConfig("
             "scenario='thrash', duration=1.0, out='/nonexistent'), 'bystander')[:-2] + ['--help'],"
             " capture_output=True)")

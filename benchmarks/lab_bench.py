@@ -53,8 +53,8 @@ OTHERS_RE = r"^(zlab-bystander|python.*|time|sh|unshare|earlyoom|nohang)$"
 NAMER = (
     "import ctypes, runpy, sys\n"
     "ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME\n"
-    "sys.argv = ['zoomd.lab.workload', *sys.argv[2:]]\n"
-    "runpy.run_module('zoomd.lab.workload', run_name='__main__', alter_sys=True)\n"
+    "sys.argv = ['zoomdlab.lab.workload', *sys.argv[2:]]\n"
+    "runpy.run_module('zoomdlab.lab.workload', run_name='__main__', alter_sys=True)\n"
 )
 TIME_V = "/usr/bin/time"
 NOHANG_CONF = "/etc/nohang/nohang.conf"
@@ -217,14 +217,14 @@ def one(argv: list[str]) -> int:
         print("lab_bench: refusing to run a host-wide killer outside a PID namespace of "
               "its own", file=sys.stderr)
         return 2
-    from zoomd.lab import scenario
-    from zoomd.lab.signals import terminate_as_interrupt
+    from zoomdlab.lab import scenario
+    from zoomdlab.lab.signals import terminate_as_interrupt
 
     original = scenario._workload_argv
 
     def named(cfg: Any, kind: str) -> list[str]:
         argv = original(cfg, kind)
-        if argv[1:3] != ["-m", "zoomd.lab.workload"]:
+        if argv[1:3] != ["-m", "zoomdlab.lab.workload"]:
             raise RuntimeError(f"unexpected workload command {argv}")
         comm = BYSTANDER_COMM if kind == "bystander" else WORKLOAD_COMM
         return [argv[0], "-c", NAMER, comm, *argv[3:]]
@@ -368,8 +368,8 @@ def sdoomd_estimate(samples: list[dict[str, Any]], t0: float, group: str,
 
 def analyze(run_dir: str, cfg: Config) -> dict[str, Any]:
     """metrics.json of one run, from its summary.json, timeline and daemon records."""
-    from zoomd.lab.summary import _after_kill
-    from zoomd.lab.timeline import read_timeline
+    from zoomdlab.lab.summary import _after_kill
+    from zoomdlab.lab.timeline import read_timeline
 
     with open(os.path.join(run_dir, "summary.json")) as f:
         summary = json.load(f)
@@ -616,7 +616,7 @@ def plot(scen: str, by_cfg: dict[str, list[dict]], out: str) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zoomd.lab.timeline import read_timeline
+    from zoomdlab.lab.timeline import read_timeline
 
     cfgs = [c for c in CONFIGS if by_cfg.get(c.key)]
     if not cfgs:

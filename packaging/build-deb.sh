@@ -120,6 +120,11 @@ cp "$deb" "$outdir/"
 deb="$outdir/$(basename "$deb")"
 say "built $deb"
 dpkg-deb --contents "$deb" > "$work/contents.txt"
+# The labs (zoomdlab: mkswap, swapon, zram reset, qemu) never ship onto a host.
+if grep -E 'zoomdlab|/zoomd/(lab|vmlab)/' "$work/contents.txt" >&2; then
+  say "the package holds lab modules (above)"
+  exit 1
+fi
 
 # -- install into a scratch root and run ------------------------------------------------
 root="$work/root"

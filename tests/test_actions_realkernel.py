@@ -25,7 +25,7 @@ from zoomd.actions import (
     kill_process,
     thaw_cgroup,
 )
-from zoomd.lab.sysfs import cgroup1_mount, cgroup2_mount, cgroup_dir, own_cgroup
+from zoomdlab.lab.sysfs import cgroup1_mount, cgroup2_mount, cgroup_dir, own_cgroup
 
 pytestmark = pytest.mark.realkernel
 

@@ -44,8 +44,8 @@ def events(path: str) -> dict[str, str]:
 @pytest.fixture
 def lab():
     require_real_kernel(need_zram=False)
-    from zoomd.lab.cgroups import LabCgroups
-    from zoomd.lab.lock import lab_lock
+    from zoomdlab.lab.cgroups import LabCgroups
+    from zoomdlab.lab.lock import lab_lock
 
     with lab_lock():
         # Other lab runs turn swap on while they hold the lock; ours needs none.

@@ -62,9 +62,9 @@ def test_shipped_default_ends_a_thrashing_limited_group_and_spares_the_rest(tmp_
     require_real_kernel()
     if shutil.which("stress-ng") is None:
         pytest.skip("real-kernel test skipped: stress-ng missing (apt-get install stress-ng)")
-    from zoomd.lab.cgroups import LabCgroups
-    from zoomd.lab.lock import lab_lock
-    from zoomd.lab.swap import zram_swap
+    from zoomdlab.lab.cgroups import LabCgroups
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.swap import zram_swap
 
     config = _daemon_config(tmp_path)
     log_path = tmp_path / "daemon.log"
@@ -85,7 +85,7 @@ def test_shipped_default_ends_a_thrashing_limited_group_and_spares_the_rest(tmp_
                  "--duration", str(RUN_S)], stdout=log, stderr=subprocess.STDOUT)
         try:
             time.sleep(2.0)
-            by = lab.start(shared, [sys.executable, "-m", "zoomd.lab.workload", "bystander",
+            by = lab.start(shared, [sys.executable, "-m", "zoomdlab.lab.workload", "bystander",
                                     "--duration", str(RUN_S)], stdout=subprocess.DEVNULL)
             calm_proc = lab.start(calm, [
                 "stress-ng", "--vm", "1", "--vm-bytes", str(int(LIMIT * 1.4)),

@@ -25,7 +25,7 @@ KILL_BOUND_S = 12.0  # from the stall's onset (first second with PSI full >= 10%
 
 def run(tmp_path, scenario: str, daemon_args: str = "") -> tuple[dict, list[dict], str]:
     require_real_kernel()
-    from zoomd.lab.scenario import ScenarioConfig, run_scenario
+    from zoomdlab.lab.scenario import ScenarioConfig, run_scenario
 
     out = str(tmp_path / scenario)
     cfg = ScenarioConfig(scenario=scenario, duration=DURATION, out=out,

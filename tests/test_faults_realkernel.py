@@ -3,7 +3,7 @@ test's own: swap added, removed and zram reset (and hot-removed) under a running
 `zoomd run`; a threaded group killed (cgroup.kill EOPNOTSUPP); a real pid reused
 during a kill; a real group removed between choosing and killing.
 
-Swap is host-wide, so those tests hold the lab lock (zoomd.lab.lock) and skip when
+Swap is host-wide, so those tests hold the lab lock (zoomdlab.lab.lock) and skip when
 swap they did not set up is active.
 """
 
@@ -24,7 +24,7 @@ from realkernel import require_real_kernel
 
 from zoomd.actions import kill as kill_mod
 from zoomd.actions.kill import kill_cgroup
-from zoomd.lab.sysfs import cgroup2_mount, cgroup_dir, own_cgroup
+from zoomdlab.lab.sysfs import cgroup2_mount, cgroup_dir, own_cgroup
 
 pytestmark = pytest.mark.realkernel
 
@@ -175,7 +175,7 @@ def test_real_group_removed_between_choosing_and_killing(own) -> None:
 @pytest.fixture
 def swap_lab():
     require_real_kernel(need_zram=True)
-    from zoomd.lab.lock import lab_lock
+    from zoomdlab.lab.lock import lab_lock
 
     with lab_lock():
         with open("/proc/swaps") as f:
@@ -245,7 +245,7 @@ class Running:
 
 
 def test_swap_added_removed_and_zram_reset_while_running(swap_lab, tmp_path) -> None:
-    from zoomd.lab.swap import disk_swapfile, zram_swap
+    from zoomdlab.lab.swap import disk_swapfile, zram_swap
 
     daemon = Running(tmp_path)
     try:

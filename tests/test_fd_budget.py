@@ -105,7 +105,7 @@ def _limits(soft: int, hard: int):
 def own_groups():
     """300 empty v2 groups under one of the test's own, removed afterwards."""
     require_real_kernel(need_zram=False)
-    from zoomd.lab.sysfs import cgroup2_mount
+    from zoomdlab.lab.sysfs import cgroup2_mount
 
     mount = cgroup2_mount()
     assert mount is not None

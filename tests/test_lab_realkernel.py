@@ -53,8 +53,8 @@ def _initstate(name: str) -> str:
 
 def test_zram_swap_sets_up_and_tears_down() -> None:
     require_real_kernel()
-    from zoomd.lab.lock import lab_lock
-    from zoomd.lab.swap import active_swaps, disk_swapfile, zram_swap
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.swap import active_swaps, disk_swapfile, zram_swap
 
     with lab_lock(), bounded(60):
         before = _swaps()
@@ -86,8 +86,8 @@ def test_zram_swap_sets_up_and_tears_down() -> None:
 
 def test_lab_cgroups_create_start_and_remove() -> None:
     require_real_kernel(need_zram=False)
-    from zoomd.lab.cgroups import LabCgroups
-    from zoomd.lab.lock import lab_lock
+    from zoomdlab.lab.cgroups import LabCgroups
+    from zoomdlab.lab.lock import lab_lock
 
     with lab_lock(), bounded(60):
         with LabCgroups() as lab:
@@ -127,9 +127,9 @@ def test_lab_cgroups_create_start_and_remove() -> None:
 
 def _run(tmp_path: Path, **kwargs: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run a scenario under the lab lock and an alarm; its summary and timeline records."""
-    from zoomd.lab.lock import lab_lock
-    from zoomd.lab.scenario import ScenarioConfig, run_scenario
-    from zoomd.lab.timeline import read_timeline
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.scenario import ScenarioConfig, run_scenario
+    from zoomdlab.lab.timeline import read_timeline
 
     cfg = ScenarioConfig(out=str(tmp_path), zram=1 << 30, limit=256 * MiB, **kwargs)
     with lab_lock(), bounded(int(cfg.duration) + 60):
@@ -182,7 +182,7 @@ def test_compressible_keeps_making_progress(tmp_path: Path) -> None:
 def test_no_lab_leftovers() -> None:
     """After the lab tests: none of our cgroups remain (swap state is checked per test)."""
     require_real_kernel(need_zram=False)
-    from zoomd.lab.sysfs import cgroup1_mount, cgroup2_mount, cgroup_dir, own_cgroup
+    from zoomdlab.lab.sysfs import cgroup1_mount, cgroup2_mount, cgroup_dir, own_cgroup
 
     v2 = cgroup2_mount()
     assert v2 is not None

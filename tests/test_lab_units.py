@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from zoomd.kernel.swaps import unescape_octal
-from zoomd.lab.scenario import daemon_argv
-from zoomd.lab.summary import brownout, summarize
-from zoomd.lab.timeline import parse_keyed, parse_mm_stat, parse_psi, parse_swaps
-from zoomd.lab.workloads import parse_size
+from zoomdlab.lab.scenario import daemon_argv
+from zoomdlab.lab.summary import brownout, summarize
+from zoomdlab.lab.timeline import parse_keyed, parse_mm_stat, parse_psi, parse_swaps
+from zoomdlab.lab.workloads import parse_size
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,8 @@ def status_json(*extra: str) -> dict:
 
 def test_zram_then_disk_swap_file_live(tmp_path_factory) -> None:
     require_real_kernel()
-    from zoomd.lab.lock import lab_lock
-    from zoomd.lab.swap import disk_swapfile, zram_swap
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.swap import disk_swapfile, zram_swap
 
     swapdir = "/var/tmp"
     with lab_lock(), zram_swap(256 * MiB) as zram:

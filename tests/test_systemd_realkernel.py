@@ -69,9 +69,9 @@ def xattr(path: str, name: str) -> str | None:
 
 def test_managed_cgroup_thrashing_in_the_lab_is_killed_and_marked(tmp_path) -> None:
     require_real_kernel()
-    from zoomd.lab.cgroups import LabCgroups
-    from zoomd.lab.lock import lab_lock
-    from zoomd.lab.swap import zram_swap
+    from zoomdlab.lab.cgroups import LabCgroups
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.swap import zram_swap
 
     config = tmp_path / "zoomd.toml"
     config.write_text(CONFIG)
@@ -91,7 +91,7 @@ def test_managed_cgroup_thrashing_in_the_lab_is_killed_and_marked(tmp_path) -> N
             assert pid1.request == {"method": "io.systemd.ManagedOOM.SubscribeManagedOOMCGroups",
                                     "parameters": {}, "more": True}
             started = time.monotonic()
-            thrash = lab.start(workload, [sys.executable, "-m", "zoomd.lab.workload", "thrash",
+            thrash = lab.start(workload, [sys.executable, "-m", "zoomdlab.lab.workload", "thrash",
                                           "--size", str(int(LIMIT * 2.5)), "--duration", "60"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             rc = thrash.wait(timeout=75)

@@ -41,10 +41,10 @@ def test_thrashing_child_stalls_sleeping_child_does_not_and_switch_restores() ->
         pytest.skip("real-kernel test skipped: no kernel.task_delayacct (kernel < 5.14)")
     from zoomd.kernel.cgroups import CgroupReader
     from zoomd.kernel.taskstats_netlink import TaskstatsClient
-    from zoomd.lab.cgroups import LabCgroups
-    from zoomd.lab.lock import lab_lock
-    from zoomd.lab.swap import zram_swap
     from zoomd.stallsampler import StallSampler
+    from zoomdlab.lab.cgroups import LabCgroups
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.swap import zram_swap
 
     with lab_lock():
         before = _sysctl()
@@ -57,7 +57,7 @@ def test_thrashing_child_stalls_sleeping_child_does_not_and_switch_restores() ->
                     pytest.skip("real-kernel test skipped: no memory controller for a limit")
                 thrash = lab.child("thrash", memory_limit=LIMIT)
                 sleep = lab.child("sleep")
-                lab.start(thrash, [sys.executable, "-m", "zoomd.lab.workload", "thrash",
+                lab.start(thrash, [sys.executable, "-m", "zoomdlab.lab.workload", "thrash",
                                    "--size", WORKING_SET, "--duration", str(THRASH_SECONDS)],
                           cwd=REPO, stdout=subprocess.DEVNULL)
                 lab.start(sleep, [sys.executable, "-c", "import time; time.sleep(30)"])

@@ -162,7 +162,7 @@ def test_live_cgroup_round_trip(tmp_path: Path, own_group: tuple[str, int]) -> N
 def test_lab_run_record_replays_the_daemons_own_decisions(tmp_path: Path) -> None:
     """zoomd run --dry-run --record on the thrash lab; replay = the live records."""
     require_real_kernel()
-    from zoomd.lab.scenario import ScenarioConfig, run_scenario
+    from zoomdlab.lab.scenario import ScenarioConfig, run_scenario
 
     out = tmp_path / "lab"
     daemon = (f"{sys.executable} -m zoomd run --dry-run --scope {{v2}} "

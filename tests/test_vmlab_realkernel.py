@@ -1,4 +1,4 @@
-"""The host-wide brownout in a VM (zoomd.vmlab): zoomd's default configuration ends
+"""The host-wide brownout in a VM (zoomdlab.vmlab): zoomd's default configuration ends
 global-thrash, and leaves global-compressible alone.
 
 Each test boots a Debian kernel under qemu (software emulation) for about a minute
@@ -14,14 +14,14 @@ import shutil
 
 import pytest
 
-from zoomd.vmlab.provision import (
+from zoomdlab.vmlab.provision import (
     Toolchain,
     VmLabError,
     default_cache_dir,
     missing_host_tools,
     provision,
 )
-from zoomd.vmlab.runner import VmRun, run_vm
+from zoomdlab.vmlab.runner import VmRun, run_vm
 
 pytestmark = pytest.mark.realkernel
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from zoomd.vmlab.bench import aggregate, table
-from zoomd.vmlab.guest import parse_zones
-from zoomd.vmlab.provision import Toolchain
-from zoomd.vmlab.runner import VmRun, hidden_in_guest, virtme_argv
-from zoomd.vmlab.summary import kernel_view, parse_actions, parse_time_v
+from zoomdlab.vmlab.bench import aggregate, table
+from zoomdlab.vmlab.guest import parse_zones
+from zoomdlab.vmlab.provision import Toolchain
+from zoomdlab.vmlab.runner import VmRun, hidden_in_guest, virtme_argv
+from zoomdlab.vmlab.summary import kernel_view, parse_actions, parse_time_v
 
 ZONEINFO = """Node 0, zone      DMA
   per-node stats
@@ -151,7 +151,7 @@ def test_virtme_argv_follows_the_recipe_and_passes_hidden_caches(tmp_path) -> No
         assert flag in argv
     assert argv[argv.index("--memory") + 1] == "1G" and "--rodir" not in argv
     assert argv[argv.index("--rwdir") + 1] == "/s=/s"
-    assert "-m zoomd.vmlab.guest /s/spec.json" in argv[-1]
+    assert "-m zoomdlab.vmlab.guest /s/spec.json" in argv[-1]
     assert hidden_in_guest("/var/tmp/zoomd-vmlab") and not hidden_in_guest("/work/x/.vmlab")
     hidden = dataclasses.replace(tools, cache="/var/tmp/c")
     argv = virtme_argv(VmRun("global-mixed", "kernel", 30, str(tmp_path)), hidden, "/var/tmp/s",
@@ -166,7 +166,7 @@ def test_vm_lock_waits_for_the_holder_and_times_out(tmp_path) -> None:
 
     import pytest
 
-    from zoomd.vmlab.runner import vm_lock
+    from zoomdlab.vmlab.runner import vm_lock
 
     path = str(tmp_path / "lab.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT)
@@ -179,7 +179,7 @@ def test_vm_lock_waits_for_the_holder_and_times_out(tmp_path) -> None:
 
 
 def test_a_sigterm_the_workload_obeys_counts_as_the_daemon_ending_it(tmp_path) -> None:
-    from zoomd.vmlab.summary import summarize_vm
+    from zoomdlab.vmlab.summary import summarize_vm
 
     recs = [{"type": "run_start", "t": 0.0, "scenario": "global-thrash",
              "workload_name": "thrash", "workload_group": "host", "daemon": "nohang"},

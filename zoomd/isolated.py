@@ -52,9 +52,12 @@ def import_path() -> list[str]:
     return list(dict.fromkeys(folders))
 
 
-def module_argv(module: str, *args: str) -> list[str]:
-    """argv running `module` as `python -m` would, isolated (see the module's doc)."""
-    return [sys.executable, "-I", "-c", _BOOT, json.dumps(import_path()), module, *args]
+def module_argv(module: str, *args: str, also: tuple[str, ...] = ()) -> list[str]:
+    """argv running `module` as `python -m` would, isolated (see the module's doc);
+    `also`: folders put on the child's import path after this process's own (the
+    labs' checkout, which holds a package zoomd's install does not)."""
+    path = list(dict.fromkeys([*import_path(), *also]))
+    return [sys.executable, "-I", "-c", _BOOT, json.dumps(path), module, *args]
 
 
 def child_env(drop: tuple[str, ...] = ()) -> dict[str, str]:

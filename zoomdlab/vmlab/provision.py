@@ -10,12 +10,14 @@
   it, the package `linux-image-amd64` depends on now. Its modules stay in the cache;
   virtme-ng points the guest's /lib/modules at them and runs `depmod -b` there.
 - A venv in the cache with virtme-ng (PyPI) and zoomd installed from this checkout
-  (reinstalled when the source changes), for the guest to run.
+  (reinstalled when the source changes), for the guest to run; zoomdlab, which is
+  not part of zoomd's package, is copied beside it (venv/zoomdlab-src, on the venv's
+  import path by zoomdlab.pth) so the guest imports it from the cache too.
 
 The cache is `<checkout>/.vmlab` (git-ignored) unless the checkout lives under /tmp
 (then /var/tmp/zoomd-vmlab) or ZOOMD_VMLAB_DIR says otherwise. The guest mounts a
 tmpfs over /tmp-like folders of its own, so the cache is also passed in with --rodir.
-`python -m zoomd.vmlab clean` removes it.
+`python -m zoomdlab.vmlab clean` removes it.
 """
 
 from __future__ import annotations
@@ -202,12 +204,23 @@ def ensure_kernel(cache: str, package: str | None = None) -> tuple[str, str, str
 def source_digest(repo: str) -> str:
     """A hash of what pip installs from the checkout: reinstall when it changes."""
     h = hashlib.sha256()
-    files = [Path(repo, "pyproject.toml"), *sorted(Path(repo, "zoomd").rglob("*"))]
+    files = [Path(repo, "pyproject.toml"), *sorted(Path(repo, "zoomd").rglob("*")),
+             *sorted(Path(repo, "zoomdlab").rglob("*"))]
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             h.update(str(path.relative_to(repo)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def _copy_lab(python: str, repo: str, venv: str) -> None:
+    """zoomdlab into venv/zoomdlab-src, on the venv's import path after zoomd's own."""
+    dest = os.path.join(venv, "zoomdlab-src")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(os.path.join(repo, "zoomdlab"), os.path.join(dest, "zoomdlab"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+    Path(purelib.strip(), "zoomdlab.pth").write_text(dest + "\n")
 
 
 def ensure_venv(cache: str) -> tuple[str, str]:
@@ -230,6 +243,8 @@ def ensure_venv(cache: str) -> tuple[str, str]:
         _run([python, "-m", "pip", "install", "-q", repo])
     elif old != digest:
         _run([python, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", repo])
+    if old != digest:
+        _copy_lab(python, repo, venv)
     Path(stamp).write_text(digest + "\n")
     return python, virtme_run
 

@@ -1,6 +1,6 @@
 """The lab's workloads: small stdlib-only programs with bounded size and duration.
 
-Run as `python -m zoomd.lab.workload <name> [--size N] [--duration S]`. Each prints
+Run as `python -m zoomdlab.lab.workload <name> [--size N] [--duration S]`. Each prints
 progress as JSON lines on stdout (monotonic `t`, wall `wall`, `iter`, ...) so the
 harness can record progress next to PSI, and exits 0 at --duration or on SIGTERM.
 
@@ -295,7 +295,7 @@ def _duration(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m zoomd.lab.workload")
+    parser = argparse.ArgumentParser(prog="python -m zoomdlab.lab.workload")
     sub = parser.add_subparsers(dest="name", required=True)
     p = sub.add_parser("thrash", help="working set 2-3x the limit, half compressible")
     p.add_argument("--size", type=parse_size, required=True, help="bytes, e.g. 640M (<= 2G)")

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from zoomd.lab.signals import deferred_signals
-from zoomd.lab.sysfs import (
+from zoomdlab.lab.signals import deferred_signals
+from zoomdlab.lab.sysfs import (
     LabError,
     cgroup1_mount,
     cgroup2_mount,
@@ -226,7 +226,7 @@ class LabCgroups:
             message = "lab cgroup teardown: " + "; ".join(errors)
             if not unwinding:
                 raise LabError(message)
-            print(f"zoomd.lab: {message}", flush=True)
+            print(f"zoomdlab.lab: {message}", flush=True)
 
 
 def _rmdir_retry(path: str, deadline: float) -> None:

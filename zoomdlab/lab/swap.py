@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from zoomd.kernel.swaps import unescape_octal
-from zoomd.lab.signals import deferred_signals
-from zoomd.lab.sysfs import (
+from zoomdlab.lab.signals import deferred_signals
+from zoomdlab.lab.sysfs import (
     RAM_FILESYSTEMS,
     LabError,
     filesystem_type,
@@ -73,7 +73,7 @@ def _teardown(steps: list[tuple[str, Callable[[], None]]], unwinding: bool) -> N
     if errors:
         # The original exception is propagating; make the leak visible on stderr.
         for e in errors:
-            print(f"zoomd.lab: teardown failed: {e}", flush=True)
+            print(f"zoomdlab.lab: teardown failed: {e}", flush=True)
 
 
 def _retry_busy(action: Callable[[], None], what: str, timeout: float = 5.0) -> None:

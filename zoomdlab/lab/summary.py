@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from zoomd.lab.timeline import read_timeline
+from zoomdlab.lab.timeline import read_timeline
 
 BROWNOUT_FULL_PCT = 10.0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from zoomd.lab.timeline import read_timeline
+from zoomdlab.lab.timeline import read_timeline
 
 MiB = 1 << 20
 PAGE = 4096

@@ -10,5 +10,5 @@ Modules: `provision` (qemu, kmod, busybox, the kernel package, a venv with zoomd
 and virtme-ng), `runner` (one VM run, under the lab lock, with a timeout), `guest`
 (runs inside the guest: zram, cgroups, daemon, workload, timeline), `summary`
 (brownout, actions, the kernel's retry arithmetic next to zoomd's model), `plot`
-and `bench` (`python -m zoomd.vmlab bench`).
+and `bench` (`python -m zoomdlab.vmlab bench`).
 """

@@ -5,7 +5,7 @@ The guest boots with virtme-ng: this machine's root shared read-only over 9p,
 software emulation (KVM hung at boot on these machines), 1 GiB and 2 vCPUs. A
 scratch folder `<cache>/runs/run-*` is shared read-write for the guest's timeline
 and logs; it is moved to OUT afterwards and removed, with the disk image of
-global-mixed. The boot runs under the lab lock (`zoomd.lab.lock`'s file), so it
+global-mixed. The boot runs under the lab lock (`zoomdlab.lab.lock`'s file), so it
 never overlaps a cgroup-lab run, and under a wall-clock timeout after which qemu's
 whole process group is killed.
 """
@@ -27,8 +27,8 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoomd.lab.lock import LAB_LOCK_PATH
-from zoomd.vmlab.provision import Toolchain, VmLabError, repo_root
+from zoomdlab.lab.lock import LAB_LOCK_PATH
+from zoomdlab.vmlab.provision import Toolchain, VmLabError, repo_root
 
 MiB = 1 << 20
 # Folders virtme-ng's guest init covers with a tmpfs: a cache there is passed in with
@@ -47,7 +47,7 @@ def hidden_in_guest(path: str) -> bool:
 class Scenario:
     """What the guest runs: a lab workload and the swap it runs against."""
 
-    workload: str  # zoomd.lab.workload name
+    workload: str  # zoomdlab.lab.workload name
     size: int
     zram: int
     hot: int = 0  # compressible: hot set
@@ -174,7 +174,7 @@ def _shipped_config(python: str) -> str:
 def virtme_argv(run: VmRun, tools: Toolchain, stage: str, disk: str | None) -> list[str]:
     """The virtme-run command line (FIELD-NOTES' recipe)."""
     q = shlex.quote
-    guest = (f"cd / && {q(tools.python)} -m zoomd.vmlab.guest {q(stage)}/spec.json"
+    guest = (f"cd / && {q(tools.python)} -m zoomdlab.vmlab.guest {q(stage)}/spec.json"
              f" > {q(stage)}/guest.log 2>&1; echo zoomd-vmlab-guest-exit=$?")
     argv = [
         tools.virtme_run, "--kimg", tools.kimg, "--mods", "auto",
@@ -242,7 +242,7 @@ def vm_lock(path: str = LAB_LOCK_PATH, timeout: float = 3600.0) -> Iterator[None
 
 def run_vm(run: VmRun, tools: Toolchain, take_lock: bool = True) -> dict[str, Any]:
     """Boot, run, collect into run.out; returns (and writes) the summary."""
-    from zoomd.vmlab.summary import summarize_vm
+    from zoomdlab.vmlab.summary import summarize_vm
 
     if hidden_in_guest(tools.cache):
         stage = tempfile.mkdtemp(prefix="zoomd-vmlab-run-", dir=os.path.dirname(tools.cache))

@@ -25,8 +25,8 @@ import statistics
 from itertools import pairwise
 from typing import Any
 
-from zoomd.lab.summary import summarize
-from zoomd.lab.timeline import read_timeline
+from zoomdlab.lab.summary import summarize
+from zoomdlab.lab.timeline import read_timeline
 
 MiB = 1 << 20
 PAGE = 4096

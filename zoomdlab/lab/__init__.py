@@ -2,6 +2,6 @@
 
 Modules: `lock` (one lab per host), `swap` (zram_swap, disk_swapfile), `cgroups`
 (LabCgroups), `workloads` (thrash, compressible, bystander; `python -m
-zoomd.lab.workload`), `timeline` (10 Hz recorder), `scenario` and `summary`
-(`python -m zoomd.lab run <scenario> --duration S --out DIR`).
+zoomdlab.lab.workload`), `timeline` (10 Hz recorder), `scenario` and `summary`
+(`python -m zoomdlab.lab run <scenario> --duration S --out DIR`).
 """

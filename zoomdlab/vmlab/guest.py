@@ -1,10 +1,10 @@
-"""Runs inside the guest: `python -m zoomd.vmlab.guest SPEC.json`.
+"""Runs inside the guest: `python -m zoomdlab.vmlab.guest SPEC.json`.
 
 Sets up zram swap (and a disk swap device for global-mixed), cgroups of its own
 (/harness for this process, /daemon for the daemon under test, /workload), starts
 the daemon and waits until it is up, then runs the lab workload for the scenario
 and records a timeline in the run folder (a host folder shared read-write):
-- the cgroup lab's 10 Hz recorder (zoomd.lab.timeline) at the spec's interval:
+- the cgroup lab's 10 Hz recorder (zoomdlab.lab.timeline) at the spec's interval:
   host memory PSI, the workload group, /proc/vmstat, zram mm_stat, /proc/swaps;
 - a `kview` record per sample: /proc/zoneinfo per zone (free, watermarks, file and
   anon LRU) for the kernel's should_reclaim_retry() arithmetic, and zoomd's own
@@ -38,9 +38,10 @@ from zoomd.daemon.triggers import conditions_hold, window_figures
 from zoomd.host import HostReader
 from zoomd.isolated import module_argv
 from zoomd.kernel.root import Root
-from zoomd.lab.scenario import _pump
-from zoomd.lab.sysfs import read_text, run, write_text
-from zoomd.lab.timeline import Timeline, parse_keyed
+from zoomdlab import checkout
+from zoomdlab.lab.scenario import _pump
+from zoomdlab.lab.sysfs import read_text, run, write_text
+from zoomdlab.lab.timeline import Timeline, parse_keyed
 
 CGROUP = "/sys/fs/cgroup"
 ZONE_FIELDS = (
@@ -302,8 +303,9 @@ def _oom_kills() -> int:
 
 
 def _workload_argv(spec: dict[str, Any]) -> list[str]:
-    base = module_argv("zoomd.lab.workload", spec["workload"],  # isolated, as in the lab
-                       "--duration", str(spec["duration"]), "--size", str(spec["size"]))
+    base = module_argv("zoomdlab.lab.workload", spec["workload"],  # isolated, as in the lab
+                       "--duration", str(spec["duration"]), "--size", str(spec["size"]),
+                       also=(checkout(),))
     if spec["workload"] == "compressible":
         base += ["--hot", str(spec["hot"]), "--fill-rate", str(spec.get("fill_rate", 0))]
     return base
@@ -369,7 +371,7 @@ def run_guest(spec: dict[str, Any]) -> int:
     tl.event("run_end", interrupted=False)
     tl.stop()
     log.close()
-    print(f"zoomd.vmlab.guest: done ({by})", flush=True)
+    print(f"zoomdlab.vmlab.guest: done ({by})", flush=True)
     return 0
 
 
@@ -389,7 +391,7 @@ def _exit_cause(rc: int, oom: bool, daemon: Daemon | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m zoomd.vmlab.guest SPEC.json", file=sys.stderr)
+        print("usage: python -m zoomdlab.vmlab.guest SPEC.json", file=sys.stderr)
         return 2
     with open(args[0]) as f:
         spec = json.load(f)

@@ -1,4 +1,4 @@
-"""`python -m zoomd.vmlab provision|run|summarize|bench|clean`."""
+"""`python -m zoomdlab.vmlab provision|run|summarize|bench|clean`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import sys
 
 from zoomd.errors import ZoomdError
-from zoomd.vmlab.provision import default_cache_dir
+from zoomdlab.vmlab.provision import default_cache_dir
 
 
 def _parser() -> argparse.ArgumentParser:
-    from zoomd.vmlab.runner import DAEMONS, SCENARIOS
+    from zoomdlab.vmlab.runner import DAEMONS, SCENARIOS
 
-    parser = argparse.ArgumentParser(prog="python -m zoomd.vmlab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m zoomdlab.vmlab", description=__doc__)
     parser.add_argument("--cache", default=None,
                         help=f"kernel, venv and scratch (default {default_cache_dir()})")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,10 +48,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from zoomd.vmlab import provision as prov
+    from zoomdlab.vmlab import provision as prov
 
     if args.command in ("run", "bench"):
-        from zoomd.lab.signals import terminate_as_interrupt
+        from zoomdlab.lab.signals import terminate_as_interrupt
 
         terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: qemu killed, scratch removed
     try:
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"removed {prov.clean(args.cache)}")
             return 0
         if args.command == "summarize":
-            from zoomd.vmlab.summary import summarize_vm
+            from zoomdlab.vmlab.summary import summarize_vm
 
             print(json.dumps(summarize_vm(args.out), indent=2))
             return 0
@@ -69,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(tools.to_json(), indent=2))
             return 0
         if args.command == "bench":
-            from zoomd.vmlab.bench import bench
+            from zoomdlab.vmlab.bench import bench
 
             return bench(args)
-        from zoomd.vmlab.runner import VmRun, run_vm
+        from zoomdlab.vmlab.runner import VmRun, run_vm
 
         tools = prov.provision(args.cache, apt=False)
         summary = run_vm(VmRun(args.scenario, args.daemon, args.duration, args.out,
@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, indent=2))
         return 0 if "error" not in summary else 1
     except ZoomdError as exc:
-        print(f"zoomd.vmlab: {exc}", file=sys.stderr)
+        print(f"zoomdlab.vmlab: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("zoomd.vmlab: interrupted; qemu killed, scratch folder removed", file=sys.stderr)
+        print("zoomdlab.vmlab: interrupted; qemu killed, scratch folder removed", file=sys.stderr)
         return 130

@@ -1,4 +1,4 @@
-"""`python -m zoomd.lab run <scenario> ...` and `python -m zoomd.lab summarize TIMELINE`."""
+"""`python -m zoomdlab.lab run <scenario> ...` and `python -m zoomdlab.lab summarize TIMELINE`."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import json
 import sys
 
 from zoomd.errors import ZoomdError
-from zoomd.lab.scenario import SCENARIOS, ScenarioConfig, run_scenario
-from zoomd.lab.signals import terminate_as_interrupt
-from zoomd.lab.summary import summarize
-from zoomd.lab.workloads import parse_size
+from zoomdlab.lab.scenario import SCENARIOS, ScenarioConfig, run_scenario
+from zoomdlab.lab.signals import terminate_as_interrupt
+from zoomdlab.lab.summary import summarize
+from zoomdlab.lab.workloads import parse_size
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m zoomd.lab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m zoomdlab.lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one scenario and write OUT/summary.json")
     run.add_argument("scenario", choices=SCENARIOS)
@@ -53,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_scenario(ScenarioConfig(**options))
     except ZoomdError as exc:
-        print(f"zoomd.lab: {exc}", file=sys.stderr)
+        print(f"zoomdlab.lab: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("zoomd.lab: interrupted; lab torn down (partial summary in OUT)", file=sys.stderr)
+        print("zoomdlab.lab: interrupted; lab torn down (partial summary in OUT)", file=sys.stderr)
         return 130
     print(json.dumps(summary, indent=2))
     return 0

@@ -23,13 +23,14 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any
 
 from zoomd.isolated import module_argv
-from zoomd.lab.cgroups import LabCgroups, LabChild
-from zoomd.lab.lock import lab_lock
-from zoomd.lab.summary import summarize
-from zoomd.lab.swap import disk_swapfile, zram_swap
-from zoomd.lab.sysfs import LabError, read_text
-from zoomd.lab.timeline import Timeline, parse_keyed
-from zoomd.lab.workloads import MAX_SIZE
+from zoomdlab import checkout
+from zoomdlab.lab.cgroups import LabCgroups, LabChild
+from zoomdlab.lab.lock import lab_lock
+from zoomdlab.lab.summary import summarize
+from zoomdlab.lab.swap import disk_swapfile, zram_swap
+from zoomdlab.lab.sysfs import LabError, read_text
+from zoomdlab.lab.timeline import Timeline, parse_keyed
+from zoomdlab.lab.workloads import MAX_SIZE
 
 SCENARIOS = ("thrash", "compressible", "mixed")
 EXIT_GRACE_S = 15.0  # how long a workload gets past --duration before the lab kills it
@@ -139,7 +140,8 @@ class _Workload:
 
 def _workload_argv(cfg: ScenarioConfig, kind: str) -> list[str]:
     # Isolated (zoomd/isolated.py): the lab runs as root, wherever it is started from.
-    base = module_argv("zoomd.lab.workload", kind, "--duration", str(cfg.duration))
+    base = module_argv("zoomdlab.lab.workload", kind, "--duration", str(cfg.duration),
+                       also=(checkout(),))
     if kind == "thrash":
         return [*base, "--size", str(cfg.workload_size())]
     if kind == "compressible":

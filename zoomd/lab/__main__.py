@@ -1,5 +1,0 @@
-"""Allow `python -m zoomd.lab`."""
-
-from zoomd.lab.cli import main
-
-raise SystemExit(main())

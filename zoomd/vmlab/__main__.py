@@ -1,5 +1,0 @@
-"""`python -m zoomd.vmlab ...`: see zoomd.vmlab.cli."""
-
-from zoomd.vmlab.cli import main
-
-raise SystemExit(main())

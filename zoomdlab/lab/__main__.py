@@ -1,0 +1,5 @@
+"""Allow `python -m zoomdlab.lab`."""
+
+from zoomdlab.lab.cli import main
+
+raise SystemExit(main())
