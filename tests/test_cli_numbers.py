@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from zoomd import cliargs
-from zoomd.cli import build_parser
+from zoomd.cli import argtypes, build_parser
 
 
 @pytest.mark.parametrize(("args", "option", "words"), [
@@ -67,7 +66,7 @@ def test_usage_errors_are_one_line() -> None:
 
 
 def test_count_refuses_what_int_would_take() -> None:
-    parse = cliargs.count(0, 10)
+    parse = argtypes.count(0, 10)
     for text in ("1_0", "+5", "٣", "1e1", "", "99999999999999999999999"):
         with pytest.raises(Exception, match="whole number"):
             parse(text)

@@ -337,7 +337,7 @@ class FakeDelays:
 
 
 def test_protected_stall_condition_and_stall_ranking(lab) -> None:
-    from zoomd.daemon.stalls import PolicyStalls
+    from zoomd.daemon.policy_stalls import PolicyStalls
     from zoomd.stallsampler import StallSampler
 
     cfg = config(protect=["/lab/bystander"], rank=["stalls"],

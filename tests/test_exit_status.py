@@ -15,7 +15,7 @@ import time
 import pytest
 
 from zoomd.cli import build_parser
-from zoomd.manpage import render
+from zoomd.cli.manpage import render
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,6 +66,6 @@ def test_record_exit_status_on_a_signal(signum, status, tree_path, tmp_path) -> 
 
 def test_help_and_man_page_say_the_same() -> None:
     assert "130 interrupted" in build_parser().epilog
-    page = render("8")
+    page = render("8", build_parser())
     section = page.split(".SH SIGNALS", 1)[1].split(".SH ", 1)[0]
     assert "status 0 on SIGTERM, 130 on SIGINT" in section

@@ -13,21 +13,20 @@ import pytest
 
 from zoomd import __version__
 from zoomd.cli import build_parser, main
-from zoomd.completion import render_bash
-from zoomd.config.schema import Config
-from zoomd.manpage import (
-    _subcommands,
-    options,
+from zoomd.cli.completion import render_bash
+from zoomd.cli.manpage import (
     parse_toml_docs,
     render,
     schema_sections,
     shipped_toml_text,
     undocumented_keys,
 )
+from zoomd.cli.parser_walk import options, subcommands
+from zoomd.config.schema import Config
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = {
-    "packaging/man/zoomd.8": lambda: render("8"),
+    "packaging/man/zoomd.8": lambda: render("8", build_parser()),
     "packaging/man/zoomd.toml.5": lambda: render("5"),
     "packaging/completion/zoomd.bash": lambda: render_bash(build_parser()),
 }
@@ -65,7 +64,7 @@ def test_every_schema_key_is_documented_in_the_shipped_toml() -> None:
 
 
 def _schema_paths(model: type = Config, prefix: str = "") -> set[str]:
-    """Every key path of the schema, walked independently of zoomd.manpage."""
+    """Every key path of the schema, walked independently of zoomd.cli.manpage."""
     import typing
 
     from pydantic import BaseModel
@@ -101,9 +100,9 @@ def test_toml5_lists_every_key_with_its_default() -> None:
 
 
 def test_zoomd8_documents_every_subcommand_and_option() -> None:
-    page = render("8").replace("\\-", "-").replace("\\fB", "").replace("\\fR", "")
+    page = render("8", build_parser()).replace("\\-", "-").replace("\\fB", "").replace("\\fR", "")
     parser = build_parser()
-    subs = _subcommands(parser)
+    subs = subcommands(parser)
     assert {name for name, _, _ in subs} >= {"status", "check", "run"}
     for name, _, sub in subs:
         assert f".SS zoomd {name}" in page
@@ -114,7 +113,7 @@ def test_zoomd8_documents_every_subcommand_and_option() -> None:
 
 
 def test_exit_status_is_documented() -> None:
-    page = render("8")
+    page = render("8", build_parser())
     section = page.split(".SH EXIT STATUS", 1)[1].split(".SH ", 1)[0]
     for code in ("0", "2", "130"):
         assert f".TP\n\\fB{code}\\fR\n" in section
@@ -134,7 +133,7 @@ def test_help_for_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     top = capsys.readouterr().out
     assert "Exit status: 0" in top and "manpage" not in top
-    for name, _, sub in _subcommands(build_parser()):
+    for name, _, sub in subcommands(build_parser()):
         with pytest.raises(SystemExit) as exc:
             main([name, "--help"])
         assert exc.value.code == 0
@@ -153,7 +152,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_manpage_command_prints_the_pages(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["manpage", "8"]) == 0
-    assert capsys.readouterr().out == render("8")
+    assert capsys.readouterr().out == render("8", build_parser())
     with pytest.raises(SystemExit) as exc:
         main(["manpage", "3"])
     assert exc.value.code == 2
@@ -176,7 +175,7 @@ def complete(words: list[str]) -> list[str]:
 @pytest.mark.skipif(BASH is None, reason="bash is not installed")
 def test_bash_completion_offers_every_subcommand_and_option() -> None:
     parser = build_parser()
-    subs = _subcommands(parser)
+    subs = subcommands(parser)
     assert set(complete(["zoomd", ""])) >= {name for name, _, _ in subs} | {"--version"}
     assert complete(["zoomd", "st"]) == ["status"]
     for name, _, sub in subs:

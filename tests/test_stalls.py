@@ -10,7 +10,7 @@ from fakecgroupfs import FakeHost
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
 from zoomd.kernel.taskstats import Delay, TaskStats
-from zoomd.model.stalls import StallFigures, dominant_kind, memory_rate, task_rates
+from zoomd.model.stall_rates import StallFigures, dominant_kind, memory_rate, task_rates
 from zoomd.stallsampler import LIST_FACTOR, StallSampler
 
 NS = 1_000_000_000

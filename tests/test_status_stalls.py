@@ -7,10 +7,10 @@ from fakecgroupfs import FakeHost
 from test_stalls import FakeSource
 
 from zoomd.cli import main
+from zoomd.cli.status_stalls import collect, render_text, stalls_json
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
-from zoomd.stalls import collect, render_text, stalls_json
 from zoomd.stallsampler import StallSampler
 
 ACCT = {"on": True, "switch": True, "switched_on_for_window": False,

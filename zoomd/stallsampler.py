@@ -24,7 +24,7 @@ from typing import Protocol
 
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.taskstats import TaskStats
-from zoomd.model.stalls import StallFigures, task_rates
+from zoomd.model.stall_rates import StallFigures, task_rates
 
 DEFAULT_TASK_BUDGET = 128  # taskstats queries per call
 LIST_FACTOR = 8  # list at most budget * LIST_FACTOR tasks per group

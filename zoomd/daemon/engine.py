@@ -28,9 +28,9 @@ from zoomd.daemon.hooks import HookRun, HookRunner
 from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
+from zoomd.daemon.policy_stalls import PolicyStalls, uses_protected_stall
 from zoomd.daemon.processes import ProcessChoice, choose_process
 from zoomd.daemon.sample import GroupSample, History
-from zoomd.daemon.stalls import PolicyStalls, uses_protected_stall
 from zoomd.daemon.triggers import (
     TURNOVER_WINDOW_S,
     WindowFigures,

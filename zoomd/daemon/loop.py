@@ -23,11 +23,11 @@ from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel, model_params
 from zoomd.daemon.log import Logger
 from zoomd.daemon.observers import make_observers, reload_observers
+from zoomd.daemon.policy_stalls import open_policy_stalls
 from zoomd.daemon.preflight import refusal
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
-from zoomd.daemon.stalls import open_policy_stalls
 from zoomd.errors import ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel import hotfile

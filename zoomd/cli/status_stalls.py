@@ -21,7 +21,7 @@ from zoomd.kernel.delayacct import DelayAccounting, DelayacctState
 from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.root import Root
 from zoomd.kernel.taskstats import MEMORY_KINDS
-from zoomd.model.stalls import StallFigures
+from zoomd.model.stall_rates import StallFigures
 from zoomd.stallsampler import ProcessStall, StallSample, StallSampler
 
 STATUS_TASK_BUDGET = 2048  # one-shot: at most ~0.4-0.9 s of queries per sample

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from zoomd import cliargs
+from zoomd.cli import argtypes
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -98,7 +98,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     check.add_argument("--config", metavar="FILE", default=None,
                        help="configuration file (default: /etc/zoomd/zoomd.toml, "
                             "else the shipped one)")
-    check.add_argument("--scope", type=cliargs.cgroup_path, default="/", metavar="CGROUP",
+    check.add_argument("--scope", type=argtypes.cgroup_path, default="/", metavar="CGROUP",
                        help="as for run: the monitored groups checked to exist are "
                             "re-rooted under this v2 cgroup path; default /")
     check.add_argument("--file-only", action="store_true",
@@ -116,11 +116,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                           "else the shipped one)")
     run.add_argument("--dry-run", action="store_true",
                      help="decide and log, but never kill, freeze or signal")
-    run.add_argument("--scope", type=cliargs.cgroup_path, default="/", metavar="CGROUP",
+    run.add_argument("--scope", type=argtypes.cgroup_path, default="/", metavar="CGROUP",
                      help="re-root every policy's monitor and candidates under this v2 "
                           "cgroup path (e.g. a lab subtree); default /")
     run.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
-    run.add_argument("--duration", type=cliargs.seconds(0.0, cliargs.YEAR),
+    run.add_argument("--duration", type=argtypes.seconds(0.0, argtypes.YEAR),
                      default=None,
                      metavar="SECONDS",
                      help="stop after this long (tests, labs); default: run until signalled")

@@ -6,7 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from zoomd import __version__, cliargs
+from zoomd import __version__
+from zoomd.cli import argtypes
 from zoomd.errors import ZoomdError
 from zoomd.kernel.root import Root
 from zoomd.model.reclaim import ANON_MODES, ModelParams
@@ -14,7 +15,7 @@ from zoomd.model.reclaim import ANON_MODES, ModelParams
 
 def _cmd_status(args: argparse.Namespace) -> int:
     if args.stalls:
-        from zoomd.stalls import cmd_stalls
+        from zoomd.cli.status_stalls import cmd_stalls
 
         return cmd_stalls(args)
     from zoomd.status import collect, dumps, render_text, status_json
@@ -42,7 +43,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = cliargs.OneLineParser(
+    parser = argtypes.OneLineParser(
         prog="zoomd",
         description="Userspace OOM policy for hosts whose swap is RAM-backed (zram).",
         epilog="Exit status: 0 success, 2 bad configuration or kernel input (the message "
@@ -63,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: /etc/zoomd/zoomd.toml, else the shipped one)")
     status.add_argument("--root", default="/", metavar="DIR",
                         help="read DIR/proc and DIR/sys (a captured tree) instead of the host")
-    status.add_argument("--sample", type=cliargs.seconds(0.0, 600.0), default=1.0,
+    status.add_argument("--sample", type=argtypes.seconds(0.0, 600.0), default=1.0,
                         metavar="SECONDS",
                         help="window over which reclaim efficiency is measured (0: none; at "
                              "most 10min)")
     status.add_argument("--mode", choices=ANON_MODES, default="auto",
                         help="anon model used for effective available (default: auto)")
-    status.add_argument("--page-size", type=cliargs.page_size, default=None,
+    status.add_argument("--page-size", type=argtypes.page_size, default=None,
                         metavar="BYTES",
                         help="page size of the host the tree came from (default: this host's)")
     status.add_argument("--stalls", action="store_true",
@@ -78,12 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--enable-delayacct", action="store_true",
                         help="with --stalls: turn kernel.task_delayacct on for the window "
                              "and restore it after")
-    status.add_argument("--top", type=cliargs.count(1, 10000), default=10, metavar="N",
+    status.add_argument("--top", type=argtypes.count(1, 10000), default=10, metavar="N",
                         help="with --stalls: how many processes and cgroups to show "
                              "(default: 10)")
     status.set_defaults(func=_cmd_status)
     _add_daemon_commands(sub)
-    from zoomd.trace.cli import add_commands as add_trace_commands
+    from zoomd.cli.trace_commands import add_commands as add_trace_commands
 
     add_trace_commands(sub)
     _add_hidden_commands(sub)
@@ -92,18 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_hidden_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`zoomd manpage` and `zoomd completion`, without help (argparse leaves them out
-    of the listing). zoomd.manpage reads the pydantic schema: imported only when one
-    of them runs, so that `zoomd run` never loads pydantic."""
+    of the listing). zoomd.cli.manpage reads the pydantic schema: imported only when
+    one of them runs, so that `zoomd run` never loads pydantic."""
 
     def manpage(args: argparse.Namespace) -> int:
-        from zoomd.manpage import _cmd_manpage
+        from zoomd.cli.manpage import render
 
-        return _cmd_manpage(args)
+        print(render(args.section, build_parser()), end="")
+        return 0
 
     def completion(args: argparse.Namespace) -> int:
-        from zoomd.manpage import _cmd_completion
+        from zoomd.cli.completion import render_bash
 
-        return _cmd_completion(args)
+        print(render_bash(build_parser()), end="")
+        return 0
 
     page = sub.add_parser("manpage", description="print the man page zoomd(8) or "
                           "zoomd.toml(5) as roff")
@@ -116,7 +119,7 @@ def _add_hidden_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
 
 def _add_daemon_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     try:
-        from zoomd.daemon.cli import add_commands
+        from zoomd.cli.daemon_commands import add_commands
     except ImportError:
         return
     add_commands(sub)

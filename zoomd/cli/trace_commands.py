@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from zoomd import cliargs
+from zoomd.cli import argtypes
 from zoomd.errors import ZoomdError
 
 
@@ -95,29 +95,29 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rec.add_argument("-o", "--output", required=True, metavar="FILE",
                      help="trace file (.gz: compressed); an existing one is rotated to FILE.1 "
                           "(a directory, symlink, FIFO or device is refused)")
-    rec.add_argument("--interval", type=cliargs.seconds(0.05, 600.0), default=1.0,
+    rec.add_argument("--interval", type=argtypes.seconds(0.05, 600.0), default=1.0,
                      metavar="S",
                      help="sampling interval, 50ms to 10min (default 1s)")
-    rec.add_argument("--duration", type=cliargs.seconds(0.0, cliargs.YEAR),
+    rec.add_argument("--duration", type=argtypes.seconds(0.0, argtypes.YEAR),
                      default=None,
                      metavar="S",
                      help="stop after this long (default: until SIGINT/SIGTERM)")
-    rec.add_argument("--scope", type=cliargs.cgroup_path, default="/", metavar="CGROUP",
+    rec.add_argument("--scope", type=argtypes.cgroup_path, default="/", metavar="CGROUP",
                      help="record the cgroup v2 subtree under CGROUP (default /)")
     rec.add_argument("--config", metavar="FILE", default=None,
                      help="configuration whose monitored groups are recorded every sample "
                           "(default: /etc/zoomd/zoomd.toml, else the shipped one)")
-    rec.add_argument("--max-size", type=cliargs.size(64 << 10, 1 << 40), default=64 << 20,
+    rec.add_argument("--max-size", type=argtypes.size(64 << 10, 1 << 40), default=64 << 20,
                      metavar="SIZE",
                      help="rotate the trace past this size, 64K to 1T (default 64M)")
-    rec.add_argument("--keep", type=cliargs.count(0, 1000), default=3, metavar="N",
+    rec.add_argument("--keep", type=argtypes.count(0, 1000), default=3, metavar="N",
                      help="rotated parts kept: FILE.1 .. FILE.N, 0 to 1000 (default 3)")
-    rec.add_argument("--subtree-every", type=cliargs.count(1, 1_000_000), default=5,
+    rec.add_argument("--subtree-every", type=argtypes.count(1, 1_000_000), default=5,
                      metavar="N",
                      help="record the whole subtree every N samples, and every sample "
                           "while memory stalls (default 5)")
     rec.add_argument("--root", default="/", metavar="DIR", help=argparse.SUPPRESS)
-    rec.add_argument("--page-size", type=cliargs.page_size, default=None,
+    rec.add_argument("--page-size", type=argtypes.page_size, default=None,
                      help=argparse.SUPPRESS)
     rec.add_argument("--hostname", default=None, help=argparse.SUPPRESS)
     rec.set_defaults(func=_cmd_record)
@@ -131,7 +131,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     rep.add_argument("--json", action="store_true", help="machine-readable output")
     rep.add_argument("--plot", metavar="FILE.png", default=None,
                      help="draw a timeline per trace (needs zoomd[report])")
-    rep.add_argument("--stall-threshold", type=cliargs.percent, default=10.0, metavar="PCT",
+    rep.add_argument("--stall-threshold", type=argtypes.percent, default=10.0, metavar="PCT",
                      help="memory PSI full above which a monitored group counts as "
                           "stalled (default 10)")
     rep.add_argument("--timing", action="store_true",
