@@ -31,7 +31,7 @@ def test_every_schema_class_has_its_plain_twin(model) -> None:
         if info.is_required():
             assert twin.default is dataclasses.MISSING, (model.__name__, name)
             continue
-        assert schema._runtime_value(info.default) == twin.default, (model.__name__, name)
+        assert runtime.plain_value(info.default) == twin.default, (model.__name__, name)
     assert set(runtime.CLASSES) == {c.__name__ for c in SCHEMA_CLASSES}
 
 

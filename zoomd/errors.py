@@ -7,6 +7,8 @@ can mistake a misread value for a real one.
 
 from __future__ import annotations
 
+import signal
+
 
 class ZoomdError(Exception):
     """Base of every error zoomd reports to an operator; exit status 2."""
@@ -34,3 +36,10 @@ class ConfigError(ZoomdError):
         self.reason = reason
         where = f"{path}: {key}" if key else path
         super().__init__(f"{where}: {reason}")
+
+
+def exit_status(stopped_by: int | None) -> int:
+    """0 when stopped by SIGTERM (systemd's stop) or --duration; 128 + 2 = 130 when by
+    SIGINT, as a shell reports a Ctrl-C (the documented "interrupted"). Either way
+    zoomd stopped cleanly first."""
+    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 0

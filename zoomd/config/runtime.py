@@ -162,11 +162,26 @@ CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
 
 def as_runtime(config: object) -> Config:
     """`config` as plain dataclasses; a validated schema Config (tests, replay) is
-    converted, which only happens where pydantic is loaded already."""
+    converted (from_schema), which only happens where pydantic is loaded already."""
     if isinstance(config, Config):
         return config
-    from zoomd.config.schema import to_runtime
-
-    converted = to_runtime(config)  # type: ignore[arg-type]
+    converted = from_schema(config)
     assert isinstance(converted, Config)
     return converted
+
+
+def from_schema(model: object) -> object:
+    """A schema model (zoomd/config/schema.py) as the plain dataclass of its name,
+    field for field, nested models and tuples of them included. Read by duck typing
+    (a pydantic model's class has `model_fields`) so that this module never imports
+    the schema: the schema imports it."""
+    cls = CLASSES[type(model).__name__]
+    return cls(**{name: plain_value(getattr(model, name)) for name in type(model).model_fields})
+
+
+def plain_value(value: object) -> object:
+    if hasattr(type(value), "model_fields"):
+        return from_schema(value)
+    if isinstance(value, tuple):
+        return tuple(plain_value(v) for v in value)
+    return value

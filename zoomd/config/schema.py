@@ -363,16 +363,4 @@ class Config(Strict):
 
 def to_runtime(model: BaseModel) -> Any:
     """The same configuration as zoomd/config/runtime.py's plain dataclasses."""
-    cls = runtime.CLASSES[type(model).__name__]
-    values: dict[str, Any] = {}
-    for name in type(model).model_fields:
-        values[name] = _runtime_value(getattr(model, name))
-    return cls(**values)
-
-
-def _runtime_value(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return to_runtime(value)
-    if isinstance(value, tuple):
-        return tuple(_runtime_value(v) for v in value)
-    return value
+    return runtime.from_schema(model)

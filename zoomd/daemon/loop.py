@@ -27,30 +27,12 @@ from zoomd.daemon.policy_stalls import open_policy_stalls
 from zoomd.daemon.preflight import refusal
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
-from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
-from zoomd.errors import ZoomdError
+from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj, vital_groups
+from zoomd.errors import ZoomdError, exit_status
 from zoomd.host import HostReader
 from zoomd.kernel import hotfile
 from zoomd.kernel.cgroups import CgroupReader
-from zoomd.kernel.proc_cgroup import read_proc_cgroup
 from zoomd.kernel.root import Root
-
-
-def vital_groups(root: Root) -> tuple[str, ...]:
-    """v2 groups of PID 1 and of zoomd itself: never killed, nor any ancestor."""
-    groups = []
-    for pid in (1, os.getpid()):
-        membership = read_proc_cgroup(root, pid)
-        if membership is not None and membership.v2 is not None:
-            groups.append(membership.v2)
-    return tuple(groups)
-
-
-def exit_status(stopped_by: int | None) -> int:
-    """0 when stopped by SIGTERM (systemd's stop) or --duration; 128 + 2 = 130 when by
-    SIGINT, as a shell reports a Ctrl-C (the documented "interrupted"). Either way
-    zoomd stopped cleanly first."""
-    return 128 + signal.SIGINT if stopped_by == signal.SIGINT else 0
 
 
 class Daemon:

@@ -33,7 +33,7 @@ class TraceObserver:
     """`zoomd run --record FILE`: every tick's files and decisions into a trace."""
 
     def __init__(self, daemon: Any, path: str) -> None:
-        from zoomd.daemon.loop import vital_groups
+        from zoomd.daemon.selfprotect import vital_groups
         from zoomd.trace.recorder import TickRecorder
 
         self.daemon = daemon

@@ -1,10 +1,14 @@
-"""The killer must outlive what it is there to end: no OOM kill, no swap-out of itself."""
+"""The killer must outlive what it is there to end: no OOM kill, no swap-out of itself,
+and never a kill of its own group or PID 1's (vital_groups)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+
+from zoomd.kernel.proc_cgroup import read_proc_cgroup
+from zoomd.kernel.root import Root
 
 MCL_CURRENT, MCL_FUTURE, MCL_ONFAULT = 1, 2, 4
 
@@ -34,3 +38,13 @@ def lock_memory() -> str | None:
             return None
         return f"mlockall: {os.strerror(errno)}"
     return None
+
+
+def vital_groups(root: Root) -> tuple[str, ...]:
+    """v2 groups of PID 1 and of zoomd itself: never killed, nor any ancestor."""
+    groups = []
+    for pid in (1, os.getpid()):
+        membership = read_proc_cgroup(root, pid)
+        if membership is not None and membership.v2 is not None:
+            groups.append(membership.v2)
+    return tuple(groups)

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from zoomd.daemon.engine import scoped
-from zoomd.errors import ZoomdError
+from zoomd.errors import ZoomdError, exit_status
 from zoomd.host import default_page_size
 from zoomd.kernel.root import Root
 from zoomd.trace.capture import (
@@ -95,7 +95,7 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
                subtree_every: int = DEFAULT_SUBTREE_EVERY, hostname: str | None = None,
                ) -> int:
     """`zoomd record`: sample every `interval` until `duration` or SIGINT/SIGTERM."""
-    from zoomd.daemon.loop import exit_status, vital_groups
+    from zoomd.daemon.selfprotect import vital_groups
 
     stop = threading.Event()
     stopped_by: list[int] = []
