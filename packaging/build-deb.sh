@@ -38,7 +38,7 @@ started=$(date +%s.%N)
 
 # -- build dependencies -----------------------------------------------------------------
 deps=(debhelper dh-python python3-all pybuild-plugin-pyproject python3-setuptools
-      python3-psutil python3-pyroute2 fakeroot dpkg-dev)
+      python3-pyroute2 fakeroot dpkg-dev)
 missing=()
 for pkg in "${deps[@]}"; do
   dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed$' \

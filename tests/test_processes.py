@@ -57,3 +57,15 @@ def test_direct_only_leaves_child_groups_alone(tmp_path) -> None:
     reader = CgroupReader(Root(host.base))
     choice = choose_process(reader, "/", None, direct_only=True)
     assert choice.pid == 150 and choice.rss == 150 * 1024
+
+
+def test_a_process_is_ranked_on_its_own_share_where_smaps_rollup_says_it(tmp_path) -> None:
+    """300 has the largest RSS, but most of it is shared: its Pss is small."""
+    reader = make(tmp_path)
+    for pid, pss, swap_pss in ((300, 10, 0), (200, 150, 100)):
+        with open(reader.root.join(f"/proc/{pid}/smaps_rollup"), "w") as f:
+            f.write(f"00400000-7fff [rollup]\nRss: {pid} kB\nPss: {pss} kB\n"
+                    f"Swap: 0 kB\nSwapPss: {swap_pss} kB\n")
+    choice = choose_process(reader, "/term", None)
+    assert choice.pid == 200 and choice.size == 250 * 1024
+    assert choice.to_json()["basis"] == "smaps_rollup"

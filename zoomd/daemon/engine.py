@@ -398,7 +398,7 @@ class Engine:
         backend, dry = self._backend_for(policy)
         if process is not None:
             victim_path, action = state.monitor.path, "kill-process"
-            victim_memory = process.rss + process.swap
+            victim_memory = process.size
             issue = self._issue_process_kill(backend, process.pid)
         else:
             victim_path, action = ranked[0].path, policy.action

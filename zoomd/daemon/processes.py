@@ -3,9 +3,13 @@
 Used by action = "kill-process" (apps sharing one group), and by the engine when a
 stuck domain holds no candidate group at all (every process in the root cgroup, as
 on hosts without systemd and in many containers; or directly in a domain's group),
-as earlyoom would. "Largest" is resident plus swapped memory (VmRSS + VmSwap from
-/proc/PID/status): what killing it gives back, zram slots included; those are the
-process's own figures, whatever group it shares.
+as earlyoom would. "Largest" is what killing it gives back, zram slots included, counted
+as the process's own share: proportional set size plus proportional swap (Pss and
+SwapPss from /proc/PID/smaps_rollup: pages shared with other processes count for a
+fraction, so a process is not credited with its neighbours' memory), or resident plus
+swapped (VmRSS + VmSwap from /proc/PID/status) where smaps_rollup cannot be read
+(kernels before 4.14, captured trees without it). These are the process's own
+figures, whatever group it shares.
 
 Never chosen: PID 1, zoomd itself, kernel threads (no command line), processes whose
 oom_score_adj is -1000 (the kernel's own "never kill me", which sshd and systemd's
@@ -34,10 +38,37 @@ class ProcessChoice:
     rss: int  # bytes
     swap: int  # bytes
     preferred: bool
+    pss: int | None = None  # bytes, with swap_pss: None where smaps_rollup is unreadable
+    swap_pss: int | None = None
+
+    @property
+    def size(self) -> int:
+        """What it was ranked on: its own share where known, else RSS + swap."""
+        if self.pss is not None:
+            return self.pss + (self.swap_pss or 0)
+        return self.rss + self.swap
 
     def to_json(self) -> dict[str, object]:
         return {"pid": self.pid, "name": self.name, "rss_bytes": self.rss,
-                "swap_bytes": self.swap, "preferred": self.preferred}
+                "swap_bytes": self.swap, "pss_bytes": self.pss,
+                "swap_pss_bytes": self.swap_pss, "ranked_bytes": self.size,
+                "basis": "smaps_rollup" if self.pss is not None else "status",
+                "preferred": self.preferred}
+
+
+def _own_share(reader: CgroupReader, pid: int) -> tuple[int | None, int | None]:
+    """(Pss, SwapPss) in bytes from /proc/PID/smaps_rollup; (None, None) when absent."""
+    text = reader.root.read_optional(f"/proc/{pid}/smaps_rollup")
+    if text is None:
+        return None, None
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Pss", "SwapPss"):
+            parts = rest.split()
+            if parts and is_decimal(parts[0]):
+                found[name] = int(parts[0]) * 1024
+    return found.get("Pss"), found.get("SwapPss")
 
 
 def _process_figures(reader: CgroupReader, pid: int) -> tuple[int, int, str, str] | None:
@@ -92,8 +123,10 @@ def choose_process(reader: CgroupReader, path: str, rules: ProcessRules | None, 
         if _oom_disabled(reader, pid):
             continue
         preferred = any(p.search(name) or p.search(cmdline) for p in prefer)
-        key = (int(preferred), rss + swap, -pid)
+        pss, swap_pss = _own_share(reader, pid)
+        found_choice = ProcessChoice(pid, name, rss, swap, preferred, pss, swap_pss)
+        key = (int(preferred), found_choice.size, -pid)
         if best is None or key > best:
             best = key
-            chosen = ProcessChoice(pid, name, rss, swap, preferred)
+            chosen = found_choice
     return chosen
