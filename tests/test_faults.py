@@ -540,3 +540,24 @@ def test_sighup_with_broken_configurations_keeps_the_running_one(tmp_path) -> No
     assert "10-bad.toml" in messages[5]
     if os.geteuid() == 0:
         assert "refusing an unsafe configuration" in messages[6]
+
+
+def test_a_notify_socket_whose_reader_lags_never_blocks_the_loop(tmp_path) -> None:
+    """A unix datagram queue holds net.unix.max_dgram_qlen (10) messages: a reader that
+    does not keep up must cost pings, never a blocked sendto (the loop would stop)."""
+    import socket
+    import time
+
+    from zoomd.daemon.sdnotify import Notifier
+
+    path = str(tmp_path / "notify.sock")
+    reader = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    reader.bind(path)
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    started = time.monotonic()
+    sent = [notifier.send("WATCHDOG=1") for _ in range(200)]
+    assert time.monotonic() - started < 2.0
+    assert sent[0] is True and sent[-1] is False  # the queue filled: later pings dropped
+    assert reader.recv(64) == b"WATCHDOG=1"
+    notifier.close()
+    reader.close()

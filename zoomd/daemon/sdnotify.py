@@ -31,7 +31,11 @@ class Notifier:
         if address.startswith("@"):
             address = "\0" + address[1:]
         try:
-            self._sock.sendto(message.encode(), address)
+            # Never wait: a datagram socket whose reader lags (its queue holds only
+            # net.unix.max_dgram_qlen, 10 by default) would block sendto, and with it
+            # the loop, in the middle of a brownout. A ping that cannot go now is
+            # dropped; the next one follows at half the watchdog interval.
+            self._sock.sendto(message.encode(), socket.MSG_DONTWAIT, address)
         except OSError:
             return False
         return True
