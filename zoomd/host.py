@@ -62,11 +62,6 @@ class HostReader:
         """Descriptor of /proc/swaps, pollable for swap set changes (POLLPRI)."""
         return self._swaps.fd
 
-    @property
-    def psi_memory_fd(self) -> int | None:
-        hot = self._psi.get("memory")
-        return hot.fd if hot else None
-
     def _read_psi(self, resource: str) -> Psi | None:
         hot = self._psi.get(resource)
         if hot is None:

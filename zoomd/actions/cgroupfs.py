@@ -122,12 +122,3 @@ def read_usage(path: str | None) -> int | None:
         return int(read_text(path).split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def read_key(path: str, key: str) -> str | None:
-    """The value of `key` in a flat-keyed file such as cgroup.events."""
-    for line in read_text(path).splitlines():
-        name, _, value = line.partition(" ")
-        if name == key:
-            return value.strip()
-    return None

@@ -12,7 +12,7 @@ import os
 import select
 import time
 
-from zoomd.actions.cgroupfs import read_key, read_text, subtree_pids, write_value
+from zoomd.actions.cgroupfs import read_text, subtree_pids, write_value
 from zoomd.actions.outcome import ActionOutcome, describe, failed
 from zoomd.actions.safety import group_refusal
 from zoomd.errors import KernelFileError
@@ -172,9 +172,3 @@ def _set_frozen(action: str, v2_dir: str | None, v1_freezer_dir: str | None, fre
         return outcome
     finally:
         change.close()
-
-
-def frozen_now(v2_dir: str) -> bool | None:
-    """`frozen` from cgroup.events, for callers checking a group's state; None if absent."""
-    value = read_key(os.path.join(v2_dir, "cgroup.events"), "frozen")
-    return None if value is None else value == "1"

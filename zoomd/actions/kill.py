@@ -49,7 +49,6 @@ class _GroupKill:
         self.signalled: set[int] = set()  # pids whose current pidfd got SIGKILL
         self.pids: list[int] = []  # every process signalled, in order
         self.by_pidfd = 0  # signalled by us rather than by cgroup.kill
-        self.reused = 0  # pids that left the group before their pidfd was opened
         self.live: list[int] = []
 
     def close(self) -> None:
@@ -96,8 +95,7 @@ class _GroupKill:
         for pid in held:
             fd = self.fds[pid]
             if pid not in members:
-                os.close(self.fds.pop(pid))
-                self.reused += 1
+                os.close(self.fds.pop(pid))  # left the group before its pidfd was opened
                 continue
             # Check the process the pidfd names, not whoever had the pid before.
             reason = refusal(pid, self.protected)
@@ -262,14 +260,9 @@ def kill_cgroup(procs_dir: str, *, usage_file: str | None = None, timeout_s: flo
     thread or a protected pid. When cgroup.kill failed and pidfds did the work, `error`
     notes the fallback even though ok is True. Blocks until done: see CgroupKill.
     """
-    kill = CgroupKill(procs_dir, usage_file=usage_file, timeout_s=timeout_s,
-                      use_cgroup_kill=use_cgroup_kill, protected_pids=protected_pids)
-    try:
-        while (outcome := kill.step()) is None:
-            wait_any_exit(kill.fds(), kill.wake_in() or 0.0)
-        return outcome
-    finally:
-        kill.close()
+    return run_to_end(CgroupKill(procs_dir, usage_file=usage_file, timeout_s=timeout_s,
+                                 use_cgroup_kill=use_cgroup_kill,
+                                 protected_pids=protected_pids))
 
 
 class ProcessKill:
@@ -346,7 +339,12 @@ class ProcessKill:
 def kill_process(pid: int, *, protected_pids: frozenset[int] = frozenset(),
                  timeout_s: float = 5.0) -> ActionOutcome:
     """SIGKILL one process through a pidfd, release its memory, wait for it to exit."""
-    kill = ProcessKill(pid, protected_pids=protected_pids, timeout_s=timeout_s)
+    return run_to_end(ProcessKill(pid, protected_pids=protected_pids, timeout_s=timeout_s))
+
+
+def run_to_end(kill: CgroupKill | ProcessKill) -> ActionOutcome:
+    """Step a kill in flight until it is done, sleeping on its pidfds in between (the
+    blocking callers: the loop steps them itself)."""
     try:
         while (outcome := kill.step()) is None:
             wait_any_exit(kill.fds(), kill.wake_in() or 0.0)

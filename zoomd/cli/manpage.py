@@ -29,7 +29,7 @@ from pydantic.fields import FieldInfo
 from zoomd import __version__
 from zoomd.cli.parser_walk import metavar, options, subcommands, takes_value
 from zoomd.config import units
-from zoomd.config.load import SYSTEM_CONFIG
+from zoomd.config.load import SYSTEM_CONFIG, toml_value
 from zoomd.config.schema import Config
 from zoomd.errors import ZoomdError
 
@@ -473,16 +473,6 @@ def type_name(annotation: Any, metadata: typing.Iterable[Any] = ()) -> str:
         name = getattr(annotation, "__name__", str(annotation))
     bounds = _bounds(meta)
     return f"{name}, {bounds}" if bounds else name
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"{value}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def default_text(info: FieldInfo) -> str:

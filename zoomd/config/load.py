@@ -205,13 +205,14 @@ def load_config(path: str | None = None, drop_ins: bool = True,
     return config, [p for p, _ in sources]
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """`value` as TOML (zoomd check's dump, the man page's defaults)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return f"{value}"
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string, one line
 
 
@@ -229,7 +230,7 @@ def dump_config(config: Config) -> str:
             if isinstance(value, dict):
                 nested.append((key, value))
             else:
-                lines.append(f"{_shown_key(key)} = {_toml_value(value)}")
+                lines.append(f"{_shown_key(key)} = {toml_value(value)}")
         lines.append("")
         for key, value in nested:
             if value:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from zoomd.config.runtime import Policy
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.errors import ZoomdError
-from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.cgroups import CgroupReader, group_refaults
 from zoomd.kernel.keyvalue import is_decimal, pick_values
 
 PREFER, NORMAL, AVOID = 0, 1, 2
@@ -301,10 +301,9 @@ def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[str]) ->
             text = reader.root.read_optional(stat_path)
             if text is not None:
                 stat = pick_values(text, reader.root.join(stat_path), _STAT_FOR_RANKING)
-                ra = stat.get("workingset_refault_anon")
-                rf = stat.get("workingset_refault_file")
-                if ra is not None or rf is not None:
-                    cand.refaults = (ra or 0) + (rf or 0)
+                refaults = group_refaults(stat)
+                if refaults is not None:
+                    cand.refaults = refaults
                 cand.pgscan = stat.get("pgscan")
         if "swap" in keys:
             cand.swap = reader.int_file(path, "memory.swap.current") or 0
@@ -315,10 +314,8 @@ def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[str]) ->
             cand.basis = memory.source
             cand.memory = memory.current or 0
             cand.swap = memory.swap or 0
-            ra = memory.get("workingset_refault_anon")
-            rf = memory.get("workingset_refault_file")
-            if ra is not None or rf is not None:
-                cand.refaults = (ra or 0) + (rf or 0)
+            if memory.refaults is not None:
+                cand.refaults = memory.refaults
             cand.pgscan = memory.get("pgscan")
         cand.swap_read = True
     if "pressure" in keys:

@@ -41,9 +41,6 @@ class Logger:
         except (OSError, ValueError):
             pass
 
-    def debug(self, message: str, **fields: Any) -> None:
-        self.log("debug", message, **fields)
-
     def info(self, message: str, **fields: Any) -> None:
         self.log("info", message, **fields)
 

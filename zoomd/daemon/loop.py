@@ -63,7 +63,6 @@ class Daemon:
         self._reload = False
         self._pending_load: PendingLoad | None = None
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._prev = None
         self._swap_set: tuple[tuple[str, str, bool], ...] | None = None
         self._watching = ""
         self._fd_limit = 0

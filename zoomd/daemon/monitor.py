@@ -111,8 +111,7 @@ class GroupMonitor:
         anon_scanned, anon_stolen = vm.pgscan_anon, vm.pgsteal_anon
         if self.path == "/":
             psi = host.psi_memory
-            ra, rf = vm.refault_anon, vm.refault_file
-            refaults = None if rf is None else (ra or 0) + rf
+            refaults = vm.refaults
             return GroupSample(
                 t=host.monotonic,
                 psi_some_us=psi.some.total_us if psi else None,
@@ -140,10 +139,7 @@ class GroupMonitor:
         basis: int | None = host.meminfo.total
         refault_basis: int | None = basis
         if mem is not None:
-            ra = mem.get("workingset_refault_anon")
-            rf = mem.get("workingset_refault_file")
-            if ra is not None or rf is not None:
-                refaults = (ra or 0) + (rf or 0)
+            refaults = mem.refaults
             pgscan = mem.get("pgscan")
             evicted = mem.get("pgsteal")
             if evicted is None:

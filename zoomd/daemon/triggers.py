@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from zoomd.config.runtime import Conditions
 from zoomd.daemon.sample import GroupSample, History
+from zoomd.kernel.keyvalue import counter_delta
+from zoomd.kernel.psi import stall_percent
+from zoomd.model.reclaim import efficiency_pct
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +58,6 @@ class WindowFigures:
             "refault_share_pct": rnd(self.refault_share_pct),
             "swap_turnover": rnd(self.swap_turnover),
         }
-
-
-def _delta(a: int | None, b: int | None) -> int | None:
-    if a is None or b is None or b < a:
-        return None
-    return b - a
 
 
 MIN_PARTIAL_WINDOW_S = 2.0
@@ -115,40 +112,33 @@ def swap_turnover(history: History, page_size: int,
         most_swap = max(most_swap, sample.swap)
     if first is None or first is last or most_swap < MIN_TURNOVER_SWAP_BYTES:
         return None
-    refaulted = _delta(first.refaults, last.refaults)
+    refaulted = counter_delta(first.refaults, last.refaults)
     return None if refaulted is None else refaulted * page_size / most_swap
 
 
 def figures_between(first: GroupSample, last: GroupSample, page_size: int,
                     min_scanned_pages: int) -> WindowFigures:
     seconds = last.t - first.t
-    usec = seconds * 1e6
-
-    def pct(d: int | None) -> float | None:
-        return None if d is None or usec <= 0 else min(100.0, 100.0 * d / usec)
-
-    refaults = _delta(first.refaults, last.refaults)
+    refaults = counter_delta(first.refaults, last.refaults)
     refault_rate = None
     if refaults is not None and last.refault_basis and seconds > 0:
         refault_rate = 100.0 * refaults * page_size / seconds / last.refault_basis
-    evicted = _delta(first.evicted, last.evicted)
+    evicted = counter_delta(first.evicted, last.evicted)
     refault_share = None
     if refaults is not None and evicted is not None and seconds > 0 and \
             evicted >= MIN_EVICTED_PAGES_PER_S * seconds:
         refault_share = min(100.0, 100.0 * refaults / evicted)
-    scanned = _delta(first.anon_scanned, last.anon_scanned)
-    stolen = _delta(first.anon_stolen, last.anon_stolen)
-    efficiency = None
-    if scanned is not None and stolen is not None and scanned >= max(1, min_scanned_pages):
-        efficiency = min(100.0, 100.0 * stolen / scanned)
+    scanned = counter_delta(first.anon_scanned, last.anon_scanned)
+    stolen = counter_delta(first.anon_stolen, last.anon_stolen)
+    efficiency = efficiency_pct(scanned, stolen, min_scanned_pages)
     return WindowFigures(
         seconds=seconds,
-        pressure_full_pct=pct(_delta(first.psi_full_us, last.psi_full_us)),
-        pressure_some_pct=pct(_delta(first.psi_some_us, last.psi_some_us)),
+        pressure_full_pct=stall_percent(first.psi_full_us, last.psi_full_us, seconds),
+        pressure_some_pct=stall_percent(first.psi_some_us, last.psi_some_us, seconds),
         pressure_full_avg10=last.psi_full_avg10,
         refault_rate_pct=refault_rate,
         anon_efficiency_pct=efficiency,
-        pgscan_delta=_delta(first.pgscan, last.pgscan),
+        pgscan_delta=counter_delta(first.pgscan, last.pgscan),
         effective_available=last.effective_available,
         memory_basis=last.memory_basis,
         all_swap_ram_backed=last.all_swap_ram_backed,

@@ -16,7 +16,6 @@ from zoomd.kernel.keyvalue import is_decimal
 from zoomd.kernel.mountinfo import RAM_FILESYSTEMS, Mount, mount_of
 from zoomd.kernel.root import Root
 
-RAM_BACKED_KINDS = frozenset({"zram", "zram-writeback", "ramdisk"})
 BRD_MAJOR = 1
 _MAX_DEPTH = 8
 

@@ -112,6 +112,20 @@ class CgroupMemory:
     def get(self, name: str) -> int | None:
         return self.stat.get(name)
 
+    @property
+    def refaults(self) -> int | None:
+        return group_refaults(self.stat)
+
+
+def group_refaults(stat: dict[str, int]) -> int | None:
+    """A group's refaults from its (normalised) memory.stat: anon plus file, None when
+    it has neither."""
+    anon = stat.get("workingset_refault_anon")
+    file = stat.get("workingset_refault_file")
+    if anon is None and file is None:
+        return None
+    return (anon or 0) + (file or 0)
+
 
 # v1 hierarchical memory.stat names -> the v2 names used everywhere in zoomd.
 _V1_STAT_NAMES = {
@@ -421,13 +435,6 @@ class CgroupReader:
         """A one-number file of the group's v2 directory (memory.current...); None when
         absent or "max"."""
         return _read_int_file(self.root, f"{self.layout.v2_dir(cgpath)}/{name}", name)
-
-    def xattr(self, cgpath: str, name: str) -> bytes | None:
-        """An extended attribute of the group's v2 directory (None: unset/unsupported)."""
-        try:
-            return os.getxattr(self.root.join(self.layout.v2_dir(cgpath)), name)
-        except OSError:
-            return None
 
     def owner_uid(self, cgpath: str) -> int | None:
         try:

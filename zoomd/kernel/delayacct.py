@@ -19,8 +19,6 @@ from zoomd.errors import KernelFileError
 from zoomd.kernel.root import Root
 
 SYSCTL = "/proc/sys/kernel/task_delayacct"
-# Kinds the switch gates; the cpu delay is accounted regardless.
-GATED_KINDS = ("blkio", "swapin", "freepages", "thrashing", "compact", "wpcopy", "irq")
 
 
 @dataclass(frozen=True, slots=True)

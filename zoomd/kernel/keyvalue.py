@@ -41,6 +41,14 @@ def parse_uint(path: str, field: str, text: str) -> int:
     return int(text)
 
 
+def counter_delta(before: int | None, after: int | None) -> int | None:
+    """How much a cumulative kernel counter grew between two readings; None when either
+    is unknown or it went backwards (a counter reset: the group was recreated)."""
+    if before is None or after is None or after < before:
+        return None
+    return after - before
+
+
 def kernel_lines(text: str) -> list[str]:
     """Lines split at "\\n" only: str.splitlines() also splits at \\r, \\x85, \\u2028...,
     which a file name printed by the kernel may contain."""

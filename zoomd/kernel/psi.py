@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
-from zoomd.kernel.keyvalue import kernel_fields, kernel_lines, parse_uint
+from zoomd.kernel.keyvalue import counter_delta, kernel_fields, kernel_lines, parse_uint
 from zoomd.kernel.root import Root
 
 _AVG = re.compile(r"[0-9]+(\.[0-9]+)?")
@@ -125,11 +125,12 @@ def read_pressure(root: Root, resource: str) -> Psi:
     return parse_psi(root.read_text(path), root.join(path), resource in FULL_SINCE_PSI)
 
 
-def stall_percent(before_us: int, after_us: int, elapsed_s: float) -> float | None:
-    """Share of a window spent stalled, from two `total` readings; None for no window."""
-    if elapsed_s <= 0:
+def stall_percent(before_us: int | None, after_us: int | None,
+                  elapsed_s: float) -> float | None:
+    """Share of a window spent stalled (percent, at most 100), from two `total`
+    readings; None for no window, an unknown reading or a counter reset (cgroup
+    recreated): no evidence."""
+    delta = counter_delta(before_us, after_us)
+    if delta is None or elapsed_s <= 0:
         return None
-    delta = after_us - before_us
-    if delta < 0:
-        return None  # counter reset (cgroup recreated): no evidence
-    return min(100.0, delta / (elapsed_s * 1e6) * 100.0)
+    return min(100.0, 100.0 * delta / (elapsed_s * 1e6))

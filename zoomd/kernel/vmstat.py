@@ -116,6 +116,12 @@ class VmStat:
         value = self.get("workingset_refault_file")
         return value if value is not None else self.get("workingset_refault")
 
+    @property
+    def refaults(self) -> int | None:
+        """Host refaults, anon plus file; None without file refaults (no such counter)."""
+        file = self.refault_file
+        return None if file is None else (self.refault_anon or 0) + file
+
 
 def parse_vmstat(text: str, path: str) -> VmStat:
     counters = parse_name_values(text, path)

@@ -82,10 +82,6 @@ def parse_zoneinfo(text: str, path: str) -> list[Zone]:
     return zones
 
 
-def read_zoneinfo(root: Root) -> list[Zone]:
-    return parse_zoneinfo(root.read_text("/proc/zoneinfo"), root.join("/proc/zoneinfo"))
-
-
 def read_min_free_bytes(root: Root, page_size: int) -> int:
     """Sum of the zones' min watermarks; falls back to vm.min_free_kbytes."""
     text = root.read_optional("/proc/zoneinfo")

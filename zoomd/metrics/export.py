@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from zoomd.errors import ZoomdError
 from zoomd.metrics.exposition import CONTENT_TYPE
 
-DEFAULT_PORT = 9464
 Render = Callable[[], str]
 
 

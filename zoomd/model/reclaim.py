@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from zoomd.kernel.keyvalue import counter_delta
 from zoomd.kernel.vmstat import VmStat
 from zoomd.model.snapshot import HostSnapshot, SwapDevice
 
@@ -52,21 +53,15 @@ class ReclaimWindow:
     file_refaults: int | None
 
 
-def _delta(after: int | None, before: int | None) -> int | None:
-    if after is None or before is None or after < before:
-        return None
-    return after - before
-
-
 def reclaim_window(before: VmStat, after: VmStat, seconds: float) -> ReclaimWindow:
     return ReclaimWindow(
         seconds=seconds,
-        anon_scanned=_delta(after.pgscan_anon, before.pgscan_anon),
-        anon_stolen=_delta(after.pgsteal_anon, before.pgsteal_anon),
-        file_scanned=_delta(after.pgscan_file, before.pgscan_file),
-        file_stolen=_delta(after.pgsteal_file, before.pgsteal_file),
-        anon_refaults=_delta(after.refault_anon, before.refault_anon),
-        file_refaults=_delta(after.refault_file, before.refault_file),
+        anon_scanned=counter_delta(before.pgscan_anon, after.pgscan_anon),
+        anon_stolen=counter_delta(before.pgsteal_anon, after.pgsteal_anon),
+        file_scanned=counter_delta(before.pgscan_file, after.pgscan_file),
+        file_stolen=counter_delta(before.pgsteal_file, after.pgsteal_file),
+        anon_refaults=counter_delta(before.refault_anon, after.refault_anon),
+        file_refaults=counter_delta(before.refault_file, after.refault_file),
     )
 
 

@@ -42,10 +42,6 @@ class HostSnapshot:
     psi_cpu: Psi | None
 
     @property
-    def has_swap(self) -> bool:
-        return bool(self.swaps)
-
-    @property
     def all_ram_backed(self) -> bool:
         """True when there is swap and every active device stores its pages in RAM."""
         return bool(self.swaps) and all(s.kind.ram_backed for s in self.swaps)

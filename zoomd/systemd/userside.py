@@ -26,7 +26,6 @@ from zoomd.daemon.log import Logger
 from zoomd.systemd.managed import ManagedParametersError, ManagedPermissionError, ManagedSet
 from zoomd.systemd.varlink import PeerCred, VarlinkError, VarlinkStream, peer_cred
 
-USER_SOCKETS = ("/run/systemd/oom/io.systemd.ManagedOOM", "/run/systemd/oom/io.system.ManagedOOM")
 REPORT = "io.systemd.oom.ReportManagedOOMCGroups"
 SD_LISTEN_FDS_START = 3
 _USER_SLICE = re.compile(r"user-([0-9]+)\.slice\Z")  # not \d: "user-١٠٠٠.slice" is no uid

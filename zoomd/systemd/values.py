@@ -193,10 +193,6 @@ def loadavg_format(fixed: int) -> str:
     return f"{fixed >> _FSHIFT}.{((fixed & (_FIXED_1 - 1)) * 100) >> _FSHIFT:02d}"
 
 
-def loadavg_to_percent(fixed: int) -> float:
-    return (fixed >> _FSHIFT) + (((fixed & (_FIXED_1 - 1)) * 100) >> _FSHIFT) / 100.0
-
-
 def format_bytes(value: int | None) -> str:
     """FORMAT_BYTES(): IEC, one decimal below the point, trailing B under 1 KiB."""
     if value is None or value >= (1 << 64) - 1:

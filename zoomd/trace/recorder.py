@@ -64,13 +64,10 @@ class TickRecorder:
             raise ZoomdError(f"{path}: cannot write the trace ({exc.strerror or exc})") \
                 from None
         self.writer = BackgroundWriter(trace)
-        self.capture_seconds = 0.0  # time spent reading files in the caller's thread
 
     def sample(self, t: float) -> None:
         """Read the files now and queue them as the sample stamped `t`."""
-        started = time.monotonic()
         sets = self.capturer.capture()
-        self.capture_seconds += time.monotonic() - started
         self.writer.submit_sample(t, time.time(), sets)
 
     def records(self, t: float, records: list[dict[str, Any]]) -> None:

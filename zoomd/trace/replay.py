@@ -25,6 +25,7 @@ from zoomd.daemon.triggers import conditions_hold
 from zoomd.errors import KernelFileError, ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.psi import stall_percent
 from zoomd.model.reclaim import ANON_MODES, ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 from zoomd.trace.format import TraceError, trace_name
@@ -127,12 +128,6 @@ STALL_FULL_PCT = 10.0  # a monitored group stalls when memory PSI full is above 
 TIMELINE_KEYS = ("t", "psi_full_pct", "psi_some_pct", "kernel_reclaimable", "free",
                  "min_free", "kernel_retry", "anon_efficiency", "file_efficiency",
                  *(f"effective_{m}" for m in ANON_MODES))
-
-
-def _pct(delta_us: int | None, seconds: float) -> float | None:
-    if delta_us is None or seconds <= 0 or delta_us < 0:
-        return None
-    return min(100.0, 100.0 * delta_us / (seconds * 1e6))
 
 
 class Replayer:
@@ -252,7 +247,8 @@ class Replayer:
             pct = None
             if latest is not None and latest.psi_full_us is not None:
                 if track._prev is not None:
-                    pct = _pct(latest.psi_full_us - track._prev[1], latest.t - track._prev[0])
+                    pct = stall_percent(track._prev[1], latest.psi_full_us,
+                                        latest.t - track._prev[0])
                 track._prev = (latest.t, latest.psi_full_us)
             start = track.intervals[-1][1] if track.intervals else sample.t
             track.intervals.append((start, sample.t, pct is not None and pct >= self.stall_pct,
@@ -267,10 +263,11 @@ class Replayer:
         full = some = None
         if prev is not None and snap.psi_memory and prev.psi_memory:
             seconds = snap.monotonic - prev.monotonic
-            some = _pct(snap.psi_memory.some.total_us - prev.psi_memory.some.total_us, seconds)
+            some = stall_percent(prev.psi_memory.some.total_us, snap.psi_memory.some.total_us,
+                                 seconds)
             if snap.psi_memory.full and prev.psi_memory.full:
-                full = _pct(snap.psi_memory.full.total_us - prev.psi_memory.full.total_us,
-                            seconds)
+                full = stall_percent(prev.psi_memory.full.total_us,
+                                     snap.psi_memory.full.total_us, seconds)
         line["psi_full_pct"].append(full)
         line["psi_some_pct"].append(some)
         if est is None:

@@ -116,9 +116,7 @@ class ModelProbe:
         snap = self.reader.sample()
         est = self.model.update(snap)
         vm, psi = snap.vmstat, snap.psi_memory
-        refaults = None
-        if vm.refault_file is not None:
-            refaults = (vm.refault_anon or 0) + vm.refault_file
+        refaults = vm.refaults
         self.history.add(GroupSample(
             t=snap.monotonic,
             psi_some_us=psi.some.total_us if psi else None,
