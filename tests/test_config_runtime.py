@@ -129,3 +129,25 @@ def test_pending_load_errors_and_cancel(tmp_path) -> None:
     slow = PendingLoad(str(bad))
     slow.cancel()
     assert slow.proc is not None and slow.proc.returncode is not None  # reaped
+
+
+def _literal_values(annotation) -> set:
+    """Every name a Literal anywhere in `annotation` allows (tuple[Action, ...] too)."""
+    import typing
+
+    if typing.get_origin(annotation) is typing.Literal:
+        return set(typing.get_args(annotation))
+    return set().union(*(_literal_values(a) for a in typing.get_args(annotation)))
+
+
+@pytest.mark.parametrize("model", SCHEMA_CLASSES, ids=lambda c: c.__name__)
+def test_plain_fields_keep_the_schemas_literals(model) -> None:
+    """Actions, rank keys, anon modes and the other closed sets of names are the same
+    Literal (zoomd/kinds.py) in the schema and in the plain dataclasses the daemon
+    runs on, not a bare str on one side."""
+    import typing
+
+    hints = typing.get_type_hints(runtime.CLASSES[model.__name__])
+    for name, info in model.model_fields.items():
+        assert _literal_values(hints[name]) == _literal_values(info.annotation), \
+            (model.__name__, name)

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from zoomd.kinds import OutcomeAction
+
 
 @dataclass(frozen=True)
 class ActionOutcome:
     """What an action did: on which group, how, to which processes, and how fast."""
 
-    action: str  # "kill", "kill-process", "freeze", "thaw"
+    action: OutcomeAction
     target: str  # cgroup path (as given) or "pid:N"
     ok: bool
     method: str  # "cgroup.kill", "pidfd", "cgroup.freeze", "freezer.state", "dry-run"

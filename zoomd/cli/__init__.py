@@ -10,7 +10,8 @@ from zoomd import __version__
 from zoomd.cli import argtypes
 from zoomd.errors import ZoomdError
 from zoomd.kernel.root import Root
-from zoomd.model.reclaim import ANON_MODES, ModelParams
+from zoomd.kinds import ANON_MODES
+from zoomd.model.reclaim import ModelParams
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ Unknown keys are errors (a typo must not silently disable a rule).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -22,6 +22,17 @@ from pydantic import (
 
 from zoomd.config import runtime
 from zoomd.config.units import Size, format_duration, parse_duration, parse_percent, parse_size
+from zoomd.kinds import (
+    Action,
+    AnonMode,
+    DumpFormat,
+    HookWhen,
+    LogFormat,
+    LogLevel,
+    RankKey,
+    Select,
+    SystemdMode,
+)
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 Percent = Annotated[float, BeforeValidator(parse_percent),
@@ -101,9 +112,6 @@ Delay = Annotated[Duration, _within(0.0, 86400.0, "0s", "24h")]
 Timeout = Annotated[Duration, _within(0.1, 600.0, "100ms", "10min")]
 FAST_INTERVAL = 0.25
 
-AnonMode = Literal["kernel", "ram-backed", "efficiency", "compression", "auto"]
-RankKey = Literal["pgscan", "memory", "swap", "pressure", "refaults", "stalls"]
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
@@ -114,8 +122,8 @@ class DaemonSection(Strict):
     fast_interval: Interval = FAST_INTERVAL  # default: 250ms, or interval if shorter
     psi_triggers: bool = True
     dry_run: bool = False
-    log_format: Literal["journal", "json"] = "journal"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: LogFormat = "journal"
+    log_level: LogLevel = "info"
     mlock: bool = True
     oom_score_adj: int = Field(-1000, ge=-1000, le=1000)
     protect: tuple[str, ...] = ()
@@ -211,13 +219,13 @@ class ProcessRules(Strict):
 class Policy(Strict):
     name: str = Field(min_length=1)
     monitor: str = "/"
-    select: Literal["", "limited"] = ""
+    select: Select = ""
     candidates: tuple[str, ...] = ("**",)
     window: Window = 5.0
     for_: Hold = Field(3.0, alias="for")
     all: Conditions = Conditions()
     any: Conditions = Conditions()
-    action: Literal["kill", "freeze", "kill-process"] = "kill"
+    action: Action = "kill"
     rank: tuple[RankKey, ...] = ("refaults", "memory")
     protect: tuple[str, ...] = ()
     prefer: tuple[str, ...] = ()
@@ -285,12 +293,12 @@ class SystemdSection(Strict):
     """systemd-oomd's interfaces: oomd.conf, ManagedOOM varlink, oom1 D-Bus."""
 
     managed_oom: bool = True
-    mode: Literal["strict", "zram-aware"] = "zram-aware"
+    mode: SystemdMode = "zram-aware"
     system_socket: str = ""  # "": the current, then the systemd 252 spelling
     user_socket: str = ""  # "": listen only when socket-activated
     oomd_conf: bool = True
     dbus: bool = True
-    dump_format: Literal["current", "v252"] = "current"
+    dump_format: DumpFormat = "current"
     zram: ZramRule = ZramRule()
 
 
@@ -306,11 +314,11 @@ class Hook(Strict):
     """A command run before or after an action (an argv list, never a shell string)."""
 
     name: str = Field(min_length=1)
-    when: Literal["before", "after"] = "after"
+    when: HookWhen = "after"
     command: tuple[str, ...] = Field(min_length=1)
     timeout: Timeout = 5.0  # "before" hooks: the action goes ahead after this long
     policies: tuple[str, ...] = ()  # globs on policy names; empty: every policy
-    actions: tuple[Literal["kill", "freeze", "kill-process"], ...] = ()  # empty: all
+    actions: tuple[Action, ...] = ()  # empty: all
     dry_run: bool = False  # also run for dry-run decisions
 
     @field_validator("command", mode="before")

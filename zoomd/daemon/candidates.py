@@ -13,6 +13,7 @@ from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader, group_refaults
 from zoomd.kernel.keyvalue import is_decimal, pick_values
+from zoomd.kinds import RankKey
 
 PREFER, NORMAL, AVOID = 0, 1, 2
 PREFERENCE_NAMES = {PREFER: "prefer", NORMAL: "normal", AVOID: "avoid"}
@@ -36,7 +37,7 @@ class Candidate:
     # RSS and swap: no refaults can be proven), "none".
     basis: str = "none"
 
-    def score(self, key: str) -> int:
+    def score(self, key: RankKey) -> int:
         if key == "memory":
             return self.memory
         if key == "swap":
@@ -45,7 +46,7 @@ class Candidate:
             return self.deltas.get("refaults", 0)  # no per-group pgscan: hybrid hosts
         return self.deltas.get(key, 0)
 
-    def to_json(self, rank: tuple[str, ...]) -> dict[str, object]:
+    def to_json(self, rank: tuple[RankKey, ...]) -> dict[str, object]:
         return {
             "path": self.path,
             "preference": PREFERENCE_NAMES[self.preference],
@@ -238,7 +239,7 @@ def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
 
 def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
              monitor_owner: int | None, omit_cache: dict[str, bool],
-             children_of: dict[str, list[str]], keys: frozenset[str],
+             children_of: dict[str, list[str]], keys: frozenset[RankKey],
              check_kthreads: bool = True) -> Candidate | str:
     """One group as a candidate with its figures, or why it is not one.
 
@@ -287,7 +288,7 @@ def _examine(reader: CgroupReader, policy: Policy, path: str, ex: Exclusions,
 _STAT_FOR_RANKING = ("workingset_refault_anon", "workingset_refault_file", "pgscan")
 
 
-def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[str]) -> None:
+def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[RankKey]) -> None:
     """What ranking by `keys` needs, and no more: on v2, memory.current always (the
     "memory" figure every record shows), three fields of memory.stat for refaults or
     pgscan, memory.swap.current for swap, memory.pressure for pressure. Elsewhere (v1
@@ -375,7 +376,7 @@ def drop_kernel_thread_holders(reader: CgroupReader, ranked: list[Candidate],
     return out
 
 
-def rank(candidates: list[Candidate], keys: tuple[str, ...]) -> list[Candidate]:
+def rank(candidates: list[Candidate], keys: tuple[RankKey, ...]) -> list[Candidate]:
     """Preferred first, then by each key (largest first), then by path (deterministic)."""
     return sorted(
         candidates,

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoomd import __version__
+from zoomd.kinds import ANON_MODES
 from zoomd.metrics.exposition import Family, Histogram
-from zoomd.model.reclaim import ANON_MODES, ReclaimEstimate
+from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 
 LOOP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)

@@ -24,16 +24,15 @@ from dataclasses import dataclass, field
 
 from zoomd.kernel.keyvalue import counter_delta
 from zoomd.kernel.vmstat import VmStat
+from zoomd.kinds import AnonMode
 from zoomd.model.snapshot import HostSnapshot, SwapDevice
-
-ANON_MODES = ("kernel", "ram-backed", "efficiency", "compression", "auto")
 
 
 @dataclass(frozen=True, slots=True)
 class ModelParams:
     """Knobs of the model (the `[reclaim]` table of zoomd.toml)."""
 
-    mode: str = "auto"
+    mode: AnonMode = "auto"
     min_anon_efficiency_pct: float = 30.0
     min_scanned_pages: int = 256  # fewer scans than this in a window: no evidence
     assumed_compression_ratio: float = 2.0  # for a zram device that holds nothing yet
@@ -126,7 +125,7 @@ def compression_anon_reclaimable(
 class ReclaimEstimate:
     """The model's answer for one snapshot (and window); bytes unless named otherwise."""
 
-    mode: str
+    mode: AnonMode
     free_bytes: int
     min_free_bytes: int
     file_reclaimable: int
@@ -136,7 +135,7 @@ class ReclaimEstimate:
     effective_available: int
     anon_efficiency_pct: float | None
     file_efficiency_pct: float | None
-    anon_by_mode: dict[str, int] = field(default_factory=dict)
+    anon_by_mode: dict[AnonMode, int] = field(default_factory=dict)
 
     @property
     def kernel_would_retry(self) -> bool:

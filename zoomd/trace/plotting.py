@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from zoomd.errors import ZoomdError
-from zoomd.model.reclaim import ANON_MODES
+from zoomd.kinds import ANON_MODES
 from zoomd.trace.replay import TraceResult
 from zoomd.trace.summary import repeats
 

@@ -26,7 +26,8 @@ from zoomd.errors import KernelFileError, ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.psi import stall_percent
-from zoomd.model.reclaim import ANON_MODES, ReclaimEstimate
+from zoomd.kinds import ANON_MODES
+from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 from zoomd.trace.format import TraceError, trace_name
 from zoomd.trace.reader import Record, Sample, TraceReader, Warn
