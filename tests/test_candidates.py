@@ -53,7 +53,7 @@ def test_walk_stops_at_leaves_and_oom_groups(host) -> None:
 
 def test_collect_skips_empty_and_protected_and_vital(host) -> None:
     ex = Exclusions(protect=("/lab/b",), vital_groups=("/init.scope", "/lab/svc/x"))
-    found, skipped = collect(reader(host), policy(), "/lab", ex, None)
+    found, skipped = collect(reader(host), policy(), "/lab", ex)
     assert [c.path for c in found] == ["/lab/a", "/lab/grp"]
     assert skipped == {"/lab/b": "protected", "/lab/empty": "empty",
                        "/lab/svc/x": "contains /lab/svc/x (PID 1 or zoomd)"}
@@ -61,7 +61,7 @@ def test_collect_skips_empty_and_protected_and_vital(host) -> None:
 
 def test_monitoring_root_never_offers_pid1_group(host) -> None:
     ex = Exclusions(protect=(), vital_groups=("/init.scope",))
-    found, skipped = collect(reader(host), policy(), "/", ex, None)
+    found, skipped = collect(reader(host), policy(), "/", ex)
     paths = [c.path for c in found]
     assert "/init.scope" not in paths and "/" not in paths
     assert "PID 1" in skipped["/init.scope"]
@@ -69,18 +69,18 @@ def test_monitoring_root_never_offers_pid1_group(host) -> None:
 
 def test_candidate_globs_relative_to_monitor(host) -> None:
     found, _ = collect(reader(host), policy(candidates=("svc/*",)), "/lab",
-                       Exclusions((), ()), None)
+                       Exclusions((), ()))
     assert [c.path for c in found] == ["/lab/svc/x"]
 
 
 def test_policy_prefer_avoid_and_ranking(host) -> None:
     r = reader(host)
-    base, _ = collect(r, policy(), "/lab", Exclusions((), ()), None)
+    base, _ = collect(r, policy(), "/lab", Exclusions((), ()))
     baseline = {c.path: c for c in base}
     host.groups["/lab/a"].refault_anon = 1010  # +1000 pages while pending
     host.groups["/lab/b"].refault_anon = 105  # +100
     host.write()
-    found, _ = collect(r, policy(), "/lab", Exclusions((), ()), None)
+    found, _ = collect(r, policy(), "/lab", Exclusions((), ()))
     apply_deltas(found, baseline)
     order = [c.path for c in rank(found, ("refaults", "memory"))]
     assert order[:2] == ["/lab/a", "/lab/b"]
@@ -88,7 +88,7 @@ def test_policy_prefer_avoid_and_ranking(host) -> None:
     assert rank(found, ("memory",))[0].path == "/lab/b"
     # avoid pushes a group last, prefer first.
     found, _ = collect(r, policy(avoid=("/lab/a",), prefer=("/lab/svc/**",)), "/lab",
-                       Exclusions((), ()), None)
+                       Exclusions((), ()))
     apply_deltas(found, baseline)
     order = [c.path for c in rank(found, ("refaults", "memory"))]
     assert order[0] == "/lab/svc/x" and order[-1] == "/lab/a"
@@ -121,7 +121,7 @@ def test_random_trees_never_offer_protected_or_vital_groups(tmp_path) -> None:
         protected = tuple(rng.sample(paths[1:], k=min(2, len(paths) - 1)))
         vital = (rng.choice(paths[1:]),)
         found, _ = collect(CgroupReader(Root(h.base)), policy(), "/",
-                           Exclusions(protected, vital), None)
+                           Exclusions(protected, vital))
         for cand in found:
             assert cand.path not in protected
             assert not any(p.startswith(cand.path + "/") for p in protected)
@@ -137,7 +137,7 @@ def test_kernel_thread_check_reads_only_the_head_of_the_ranking(tmp_path, monkey
     h.write()
     reader = CgroupReader(Root(h.base))
     ex = Exclusions((), ())
-    found, skipped = collect(reader, policy(rank=("memory",)), "/", ex, None,
+    found, skipped = collect(reader, policy(rank=("memory",)), "/", ex,
                              check_kthreads=False)
     ranked = rank(found, ("memory",))
     assert [c.path for c in ranked[:3]] == ["/g00", "/g01", "/g02"]
@@ -152,5 +152,5 @@ def test_kernel_thread_check_reads_only_the_head_of_the_ranking(tmp_path, monkey
     assert skipped["/g00"] == skipped["/g02"] == "holds a kernel thread"
     assert len(stat_reads) == 7  # the two holders and the five kept, no further
     # With the check on, collect itself skips them (the other callers' default).
-    found_all, skipped_all = collect(reader, policy(rank=("memory",)), "/", ex, None)
+    found_all, skipped_all = collect(reader, policy(rank=("memory",)), "/", ex)
     assert skipped_all["/g00"] == "holds a kernel thread" and len(found_all) == 38

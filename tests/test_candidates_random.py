@@ -125,7 +125,7 @@ def test_no_protected_omitted_or_vital_group_is_ever_chosen(spec) -> None:
                         avoid=spec["avoid"], rank=("memory",))
         vital = (spec["pid1"], spec["own"])
         found, skipped = collect(CgroupReader(Root(host.base)), policy, spec["monitor"],
-                                 Exclusions(spec["protect"], vital), None)
+                                 Exclusions(spec["protect"], vital))
         ranked = rank(found, policy.rank)
         protected = spec["protect"] + spec["policy_protect"]
         omitted = [p for p in spec["paths"] if "user.oomd_omit" in spec["xattrs"][p]]
@@ -166,7 +166,7 @@ def test_group_inside_a_protected_one_is_protected() -> None:
         host = _host(base)
         found, skipped = collect(CgroupReader(Root(host.base)),
                                  Policy(name="p", all={"reclaim_activity": True}), "/",
-                                 Exclusions(("/svc",), ()), None)
+                                 Exclusions(("/svc",), ()))
         assert skipped["/svc/payload"] == "inside protected /svc"
         assert [c.path for c in found] == ["/batch", "/other"]
     finally:
@@ -181,7 +181,7 @@ def test_omit_covers_the_subtree_both_ways() -> None:
         os.setxattr(host.dir("/batch/job"), "user.oomd_omit", b"1")
         found, skipped = collect(CgroupReader(Root(host.base)),
                                  Policy(name="p", all={"reclaim_activity": True}), "/",
-                                 Exclusions((), ()), None)
+                                 Exclusions((), ()))
         assert skipped["/svc/payload"] == "inside /svc (user.oomd_omit)"
         assert skipped["/batch"] == "contains /batch/job (user.oomd_omit)"
         assert [c.path for c in found] == ["/other"]
@@ -196,10 +196,10 @@ def test_records_show_swap_although_ranking_did_not_need_it(tmp_path) -> None:
     host.add("/a", pids=[10], current=900, swap=77)
     policy = Policy(name="p", all={"reclaim_activity": True}, rank=("memory",))
     reader = CgroupReader(Root(host.base))
-    found, _ = collect(reader, policy, "/", Exclusions((), ()), None)
+    found, _ = collect(reader, policy, "/", Exclusions((), ()))
     assert found[0].memory == 900 and not found[0].swap_read
     fill_record_figures(reader, found)
     assert found[0].to_json(policy.rank)["swap_bytes"] == 77
     swap_ranked, _ = collect(reader, Policy(name="q", all={"reclaim_activity": True},
-                                            rank=("swap",)), "/", Exclusions((), ()), None)
+                                            rank=("swap",)), "/", Exclusions((), ()))
     assert swap_ranked[0].swap == 77 and swap_ranked[0].swap_read

@@ -110,7 +110,7 @@ def test_candidates_say_which_basis_they_were_ranked_on(tmp_path) -> None:
     policy = Config.model_validate({"policy": [{
         "name": "p", "monitor": "/lab", "all": {"memory_pressure_full_above": "40%"}}]}).policy[0]
     found, _ = cand_mod.collect(reader, policy, "/lab", cand_mod.Exclusions((), ()),
-                                      None, check_kthreads=False)
+                                      check_kthreads=False)
     by_path = {c.path: c for c in found}
     assert by_path["/lab/workload"].basis == "v1:/session/limited"
     assert by_path["/lab/bystander"].basis == "procs"

@@ -137,7 +137,7 @@ def test_candidate_vanishes_between_listing_and_reading(tmp_path, monkeypatch, a
     monkeypatch.setattr(root_mod, "_open", open_then_gone)
     found, skipped = collect(CgroupReader(Root(h.base)),
                              Policy(name="p", all={"reclaim_activity": True}), "/lab",
-                             Exclusions((), ()), None)
+                             Exclusions((), ()))
     assert skipped == {"/lab/big": "vanished"}
     assert [c.path for c in found] == ["/lab/mid", "/lab/small"]
 
@@ -158,7 +158,7 @@ def test_candidate_files_vanish_after_open(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(root_mod, "_open", racing_open)
     found, skipped = collect(CgroupReader(Root(h.base)),
                              Policy(name="p", all={"reclaim_activity": True}), "/lab",
-                             Exclusions((), ()), None)
+                             Exclusions((), ()))
     assert skipped == {"/lab/mid": "vanished"}
     assert [c.path for c in found] == ["/lab/big", "/lab/small"]
 
@@ -341,7 +341,7 @@ def test_threaded_subtree_is_a_candidate_as_a_whole(tmp_path) -> None:
         f.write("domain threaded\n")
     found, _ = collect(CgroupReader(Root(h.base)),
                        Policy(name="p", all={"reclaim_activity": True}), "/lab",
-                       Exclusions((), ()), None)
+                       Exclusions((), ()))
     assert "/lab/big" in [c.path for c in found]
 
 

@@ -245,8 +245,8 @@ def test_readers_see_a_recorded_tree_as_the_tree(tmp_path: Path, name: str) -> N
         policy = Config.model_validate(
             {"policy": [{"name": "x", "any": {"refault_rate_above": "1%"}}]}).policy[0]
         ex = cand_mod.Exclusions((), ())
-        assert cand_mod.collect(again, policy, "/", ex, None) == \
-            cand_mod.collect(live, policy, "/", ex, None)
+        assert cand_mod.collect(again, policy, "/", ex) == \
+            cand_mod.collect(live, policy, "/", ex)
 
 
 def test_rotated_parts_replay_alone(tmp_path: Path) -> None:

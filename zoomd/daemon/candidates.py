@@ -195,7 +195,7 @@ def has_kernel_thread(reader: CgroupReader, path: str,
 
 
 def collect(reader: CgroupReader, policy: Policy, monitor: str, ex: Exclusions,
-            host_pgscan: int | None, check_kthreads: bool = True,
+            check_kthreads: bool = True,
             leaf_monitor: bool = False) -> tuple[list[Candidate], dict[str, str]]:
     """Candidates with their current figures, and the reason each other group was skipped.
 

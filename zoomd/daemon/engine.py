@@ -317,8 +317,7 @@ class Engine:
     def _baseline(self, state: PolicyState, host: HostSnapshot) -> dict[str, Any]:
         try:
             found, _ = cand_mod.collect(self.reader, state.policy, state.monitor.path,
-                                        self.exclusions, host.vmstat.pgscan_total,
-                                        check_kthreads=False)  # a baseline chooses nothing
+                                        self.exclusions, check_kthreads=False)  # chooses nothing
         except (OSError, ZoomdError):
             return {}
         if self.stalls is not None and "stalls" in state.policy.rank:
@@ -339,8 +338,7 @@ class Engine:
         policy = state.policy
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
-                                              self.exclusions, host.vmstat.pgscan_total,
-                                              check_kthreads=False,
+                                              self.exclusions, check_kthreads=False,
                                               leaf_monitor=state.template is not None)
         except (OSError, ZoomdError) as exc:
             self.logger.warning("cannot list candidates", policy=policy.name, error=str(exc))

@@ -109,7 +109,7 @@ class SwapGuard:
                 continue
             try:
                 cands, skip = cand_mod.collect(engine.reader, SWAP_POLICY, entry.path,
-                                               engine.exclusions, host.vmstat.pgscan_total)
+                                               engine.exclusions)
             except OSError:
                 continue
             skipped.update(skip)
