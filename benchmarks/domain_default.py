@@ -52,7 +52,7 @@ DROP_IN = ('[daemon]\nlog_format = "json"\n\n'
 def _config(directory: str) -> str:
     path = os.path.join(directory, "zoomd.toml")
     shutil.copyfile(shipped_config_path(), path)
-    os.mkdir(path + ".d")
+    os.makedirs(path + ".d", exist_ok=True)
     with open(os.path.join(path + ".d", "10-shared-lab.toml"), "w") as f:
         f.write(DROP_IN)
     return path

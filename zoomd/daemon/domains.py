@@ -42,6 +42,7 @@ class Discovery:
     domains: list[Domain] = field(default_factory=list)
     unguarded: dict[str, str] = field(default_factory=dict)
     truncated: bool = False
+    walked: int = 0  # groups looked at: what the discovery cost
 
 
 def discover(reader: CgroupReader, under: str = "/") -> Discovery:
@@ -63,11 +64,10 @@ def _walk(start: list[str], children: Callable[[str], list[str]],
     """Every group below the `start` ones, depth first, at most MAX_GROUPS_WALKED
     (beyond, `found.truncated` says so)."""
     stack = list(reversed(start))
-    walked = 0
     while stack:
         path = stack.pop()
-        walked += 1
-        if walked > MAX_GROUPS_WALKED:
+        found.walked += 1
+        if found.walked > MAX_GROUPS_WALKED:
             found.truncated = True
             return
         yield path
