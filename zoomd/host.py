@@ -55,6 +55,9 @@ class HostReader:
         self._swap_devices: tuple[SwapDevice, ...] = ()
         self._zram_files: dict[str, HotFile] = {}
         self._zram_static: dict[str, ZramDevice] = {}
+        # The zones' min watermarks: read at the first sample and kept (they move only
+        # by sysctl, vm.min_free_kbytes or watermark_scale_factor, or memory hotplug);
+        # refresh_watermarks() has the next sample read them again (zoomd run: SIGHUP).
         self._min_free: int | None = None
 
     @property
@@ -92,6 +95,10 @@ class HostReader:
             self._zram_files.pop(gone).close()
             self._zram_static.pop(gone, None)
         return tuple(devices)
+
+    def refresh_watermarks(self) -> None:
+        """Read the min watermarks again at the next sample."""
+        self._min_free = None
 
     def invalidate_devices(self) -> None:
         """Forget classification and zram static facts (after a swap/zram change)."""

@@ -180,6 +180,7 @@ class Daemon:
         self.engine.close()
         self.config, self.config_files, self.engine = config, files, engine
         self.model.params = model_params(config)
+        self.host.refresh_watermarks()  # a changed vm.min_free_kbytes counts from now
         for ext in self.extensions:
             ext.on_reload()
         try:
