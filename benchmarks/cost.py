@@ -77,12 +77,13 @@ def policies(monitors: list[str]) -> Config:
 
 
 def time_ticks(root: Root, config: Config, ticks: int, scope: str = "/",
-               advance=None) -> dict[str, Any]:
+               advance=None, fd_budget: hotfile.FdBudget | None = None) -> dict[str, Any]:
     """Median tick (and its parts) over `ticks` ticks after 20 of warm-up."""
     reader = HostReader(root, page_size=4096)
     engine = Engine(config, CgroupReader(root), RecordingBackend(),
                     Logger("json", "warning", open(os.devnull, "w")),  # noqa: SIM115
-                    scope=scope, vital_groups=("/init.scope",), page_size=4096)
+                    scope=scope, vital_groups=("/init.scope",), page_size=4096,
+                    fd_budget=fd_budget)
     model = HostModel(model_params(config))
     total, sample, engine_t = [], [], []
     t = 0.0
@@ -113,12 +114,11 @@ def watched_every_group(root: Root, leaves: list[str], n: int) -> dict[str, Any]
     """One policy per leaf, ticks timed; and how many of their files stayed open under
     the descriptor budget (past it they are read open-read-close every tick)."""
     ticks = 300 if n <= 100 else 40 if n <= 1000 else 10
-    before = hotfile.SHARED.refused
-    out = time_ticks(root, policies(leaves), ticks)
+    budget = hotfile.process_budget()
+    out = time_ticks(root, policies(leaves), ticks, fd_budget=budget)
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    out["descriptors"] = {"soft_limit": soft, "budget": hotfile.SHARED.limit,
-                          "read_once_per_tick": (hotfile.SHARED.refused - before)
-                          // (ticks + 20)}
+    out["descriptors"] = {"soft_limit": soft, "budget": budget.limit,
+                          "read_once_per_tick": budget.refused // (ticks + 20)}
     return out
 
 

@@ -77,19 +77,17 @@ def test_monitors_past_the_budget_sample_the_same_figures(tmp_path: Path,
     snap = snapshot(mem, vm={"pgscan_anon": 1}, t=1.0)
     est = estimate(snap, None, ModelParams())
 
-    def samples() -> list:
-        monitors = [open_monitor(f"/g{i}", reader) for i in range(30)]
+    def samples(budget: FdBudget) -> list:
+        monitors = [open_monitor(f"/g{i}", reader, budget=budget) for i in range(30)]
         try:
             return [m.sample(snap, est) for m in monitors]
         finally:
             for m in monitors:
                 m.close()
 
-    monkeypatch.setattr(hotfile, "SHARED", FdBudget(10_000))
-    roomy = samples()
+    roomy = samples(FdBudget(10_000))
     tight = FdBudget(7)  # a pressure file and memory files for two groups, no more
-    monkeypatch.setattr(hotfile, "SHARED", tight)
-    assert samples() == roomy
+    assert samples(tight) == roomy
     assert tight.refused > 0 and tight.held == 0
     assert [s.psi_full_us for s in roomy] == [1000 * i for i in range(30)]
 

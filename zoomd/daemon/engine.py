@@ -40,6 +40,7 @@ from zoomd.daemon.triggers import (
 )
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.hotfile import FdBudget, process_budget
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 
@@ -88,8 +89,12 @@ class Engine:
 
     def __init__(self, config: Config, reader: CgroupReader, backend: ActionBackend,
                  logger: Logger, *, scope: str = "/", dry_run: bool = False,
-                 vital_groups: tuple[str, ...] = (), page_size: int = 4096) -> None:
+                 vital_groups: tuple[str, ...] = (), page_size: int = 4096,
+                 fd_budget: FdBudget | None = None) -> None:
         self.config = config = as_runtime(config)
+        # Descriptors every watched group's files may keep open, together (the daemon
+        # shares its budget with its PSI triggers; None: one of the engine's own).
+        self.fd_budget = fd_budget if fd_budget is not None else process_budget()
         self.reader = reader
         self.backend = backend
         self.dry_backend = DryRunBackend()
@@ -127,7 +132,7 @@ class Engine:
             horizon = max(horizon, TURNOVER_WINDOW_S + 1.0)
         monitor = open_monitor(path, reader=self.reader,
                                v1_path=domain.v1_path if domain else None,
-                               limit=domain.limit if domain else None)
+                               limit=domain.limit if domain else None, budget=self.fd_budget)
         self.states.append(PolicyState(policy, monitor, History(horizon),
                                        template=template, domain=domain))
         self.generation += 1
@@ -305,7 +310,7 @@ class Engine:
             error = first
         monitor = None
         try:
-            monitor = open_monitor(state.monitor.path, self.reader)
+            monitor = open_monitor(state.monitor.path, self.reader, budget=self.fd_budget)
             state.history.add(monitor.sample(host, estimate))
         except (OSError, ZoomdError) as exc:
             error = exc

@@ -51,6 +51,9 @@ class Daemon:
                                        self.config.daemon.log_level)
         self.host = HostReader(root)
         self.cgroups = CgroupReader(root)
+        # The descriptors watched groups may keep open (their files, PSI triggers),
+        # resized by _protect_self once the soft limit is raised.
+        self.fd_budget = hotfile.process_budget()
         # [taskstats] is read at start only (a reload does not open or close netlink).
         self.stalls, self._delayacct = open_policy_stalls(self.config, self.cgroups,
                                                           self.logger, root)
@@ -82,14 +85,14 @@ class Daemon:
     def _make_engine(self, config: Config) -> Engine:
         engine = Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
                         dry_run=self.dry_run, vital_groups=vital_groups(self.root),
-                        page_size=self.host.page_size)
+                        page_size=self.host.page_size, fd_budget=self.fd_budget)
         engine.stalls = self.stalls
         return engine
 
     # -- set-up -------------------------------------------------------------------------
     def _protect_self(self) -> None:
         d = self.config.daemon
-        self._fd_limit, _budget = hotfile.raise_fd_limit()
+        self._fd_limit, _budget = hotfile.raise_fd_limit(self.fd_budget)
         if not self.root.is_live:
             return
         err = set_oom_score_adj(d.oom_score_adj)
@@ -103,7 +106,7 @@ class Daemon:
     def _close_triggers(self) -> None:
         for trig in self.triggers:
             trig.close()
-            hotfile.SHARED.release()
+            self.fd_budget.release()
         self.triggers = []
 
     def _arm_triggers(self) -> None:
@@ -115,12 +118,12 @@ class Daemon:
         failed: list[str] = []
         over_budget = 0
         for path in paths:
-            if not hotfile.SHARED.acquire():
+            if not self.fd_budget.acquire():
                 over_budget += 1
                 continue
             trig, err = open_trigger(path)
             if trig is None:
-                hotfile.SHARED.release()
+                self.fd_budget.release()
                 failed.append(err or path)
             else:
                 self.triggers.append(trig)
@@ -236,7 +239,7 @@ class Daemon:
         self.logger.info(f"zoomd started ({mode})", policies=names,
                          config=",".join(self.config_files), scope=self.scope,
                          triggers=len(self.triggers), fd_limit=self._fd_limit,
-                         fds_kept_open_at_most=hotfile.SHARED.limit)
+                         fds_kept_open_at_most=self.fd_budget.limit)
         self._watching = f"watching: {names} ({mode})"
         self.notifier.ready(self._watching)
         started = time.monotonic()

@@ -13,7 +13,7 @@ import os
 from zoomd.daemon.sample import GroupSample
 from zoomd.errors import KernelFileError
 from zoomd.kernel.cgroups import CgroupMemory, CgroupReader
-from zoomd.kernel.hotfile import HotFileCache
+from zoomd.kernel.hotfile import FdBudget, HotFileCache, process_budget
 from zoomd.kernel.psi import parse_psi
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -45,7 +45,7 @@ class GroupMonitor:
     """One watched group's sampler."""
 
     def __init__(self, path: str, reader: CgroupReader, v1_path: str | None = None,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, *, budget: FdBudget) -> None:
         """`v1_path`/`limit`: a memory domain's own v1 memory cgroup and limit, found by
         discovery (daemon/domains.py); otherwise the v1 group is looked for, and used
         only when its figures are provably the group's own."""
@@ -61,8 +61,8 @@ class GroupMonitor:
         # Kept open (within the descriptor budget) and re-read every tick; the pressure
         # file apart, as a move of the group's processes between v1 groups drops only
         # the memory files.
-        self._pressure = HotFileCache()
-        self._files = HotFileCache()
+        self._pressure = HotFileCache(budget)
+        self._files = HotFileCache(budget)
         self._joined: dict[str, str] = {}  # kernel path -> path under the root, per file
         if path != "/" and not os.path.exists(self.pressure_path):
             raise KernelFileError(self.pressure_path, "missing")
@@ -182,7 +182,9 @@ def check_monitored(path: str, reader: CgroupReader) -> None:
 
 
 def open_monitor(path: str, reader: CgroupReader, v1_path: str | None = None,
-                 limit: int | None = None) -> GroupMonitor:
-    """A monitor for `path` (a group that exists, see check_monitored)."""
+                 limit: int | None = None, *, budget: FdBudget | None = None) -> GroupMonitor:
+    """A monitor for `path` (a group that exists, see check_monitored); its files kept
+    open within `budget` (None: a budget of its own, sized to the soft limit now)."""
     check_monitored(path, reader)
-    return GroupMonitor(path, reader, v1_path, limit)
+    return GroupMonitor(path, reader, v1_path, limit,
+                        budget=budget if budget is not None else process_budget())

@@ -56,19 +56,22 @@ def _finite(limit: int) -> int:
     return limit if limit != resource.RLIM_INFINITY else 1 << 20
 
 
-SHARED = FdBudget(budget_for(_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[0])))
+def process_budget() -> FdBudget:
+    """A budget sized to this process's soft RLIMIT_NOFILE now. The daemon makes one
+    and hands it to its engine (every watched group's files) and its PSI triggers;
+    raise_fd_limit resizes it."""
+    return FdBudget(budget_for(_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[0])))
 
 
 _started_with: list[int] = []  # the soft limit zoomd was started with, once raised
 
 
-def raise_fd_limit(budget: FdBudget | None = None) -> tuple[int, int]:
+def raise_fd_limit(budget: FdBudget) -> tuple[int, int]:
     """Soft RLIMIT_NOFILE up to the hard limit (zoomd polls, never select()s, so high
     descriptors are safe) and the budget sized to it; returns (soft, budget).
 
     Programs zoomd starts (hooks) get the soft limit it was started with back: one
     that select()s or closes every descriptor up to the limit expects ~1,024."""
-    budget = budget if budget is not None else SHARED
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         try:
@@ -159,9 +162,9 @@ class HotFileCache:
 
     __slots__ = ("_budget", "_files")
 
-    def __init__(self, budget: FdBudget | None = None) -> None:
+    def __init__(self, budget: FdBudget) -> None:
         self._files: dict[str, HotFile] = {}
-        self._budget = budget if budget is not None else SHARED
+        self._budget = budget
 
     def text(self, path: str) -> str | None:
         hot = self._files.get(path)
