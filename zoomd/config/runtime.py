@@ -16,18 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from zoomd import kinds
 from zoomd.config.units import Size
-from zoomd.kinds import (
-    Action,
-    AnonMode,
-    DumpFormat,
-    HookWhen,
-    LogFormat,
-    LogLevel,
-    RankKey,
-    Select,
-    SystemdMode,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +26,8 @@ class DaemonSection:
     fast_interval: float = 0.25
     psi_triggers: bool = True
     dry_run: bool = False
-    log_format: LogFormat = "journal"
-    log_level: LogLevel = "info"
+    log_format: kinds.LogFormat = "journal"
+    log_level: kinds.LogLevel = "info"
     mlock: bool = True
     oom_score_adj: int = -1000
     protect: tuple[str, ...] = ()
@@ -47,7 +37,7 @@ class DaemonSection:
 
 @dataclass(frozen=True, slots=True)
 class ReclaimSection:
-    anon: AnonMode = "auto"
+    anon: kinds.AnonMode = "auto"
     min_anon_efficiency: float = 30.0
     min_scanned_pages: int = 256
     assumed_compression_ratio: float = 2.0
@@ -89,14 +79,14 @@ class ProcessRules:
 class Policy:
     name: str
     monitor: str = "/"
-    select: Select = ""  # "limited": one instance per memory-limited group (a template)
+    select: kinds.Select = ""  # "limited": one instance per memory-limited group (a template)
     candidates: tuple[str, ...] = ("**",)
     window: float = 5.0
     for_: float = 3.0
     all: Conditions = Conditions()
     any: Conditions = Conditions()
-    action: Action = "kill"
-    rank: tuple[RankKey, ...] = ("refaults", "memory")
+    action: kinds.Action = "kill"
+    rank: tuple[kinds.RankKey, ...] = ("refaults", "memory")
     protect: tuple[str, ...] = ()
     prefer: tuple[str, ...] = ()
     avoid: tuple[str, ...] = ()
@@ -122,18 +112,18 @@ class ZramRule:
     all: Conditions = Conditions(memory_pressure_full_above=40.0)
     any: Conditions = Conditions(refault_rate_above=15.0,
                                  effective_available_below=Size(percent=3.0))
-    rank: tuple[RankKey, ...] = ("refaults", "memory")
+    rank: tuple[kinds.RankKey, ...] = ("refaults", "memory")
 
 
 @dataclass(frozen=True, slots=True)
 class SystemdSection:
     managed_oom: bool = True
-    mode: SystemdMode = "zram-aware"
+    mode: kinds.SystemdMode = "zram-aware"
     system_socket: str = ""
     user_socket: str = ""
     oomd_conf: bool = True
     dbus: bool = True
-    dump_format: DumpFormat = "current"
+    dump_format: kinds.DumpFormat = "current"
     zram: ZramRule = ZramRule()
 
 
@@ -148,10 +138,10 @@ class TaskstatsSection:
 class Hook:
     name: str
     command: tuple[str, ...]
-    when: HookWhen = "after"
+    when: kinds.HookWhen = "after"
     timeout: float = 5.0
     policies: tuple[str, ...] = ()
-    actions: tuple[Action, ...] = ()
+    actions: tuple[kinds.Action, ...] = ()
     dry_run: bool = False
 
 

@@ -20,19 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from zoomd import kinds
 from zoomd.config import runtime
 from zoomd.config.units import Size, format_duration, parse_duration, parse_percent, parse_size
-from zoomd.kinds import (
-    Action,
-    AnonMode,
-    DumpFormat,
-    HookWhen,
-    LogFormat,
-    LogLevel,
-    RankKey,
-    Select,
-    SystemdMode,
-)
 
 Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 Percent = Annotated[float, BeforeValidator(parse_percent),
@@ -122,8 +112,8 @@ class DaemonSection(Strict):
     fast_interval: Interval = FAST_INTERVAL  # default: 250ms, or interval if shorter
     psi_triggers: bool = True
     dry_run: bool = False
-    log_format: LogFormat = "journal"
-    log_level: LogLevel = "info"
+    log_format: kinds.LogFormat = "journal"
+    log_level: kinds.LogLevel = "info"
     mlock: bool = True
     oom_score_adj: int = Field(-1000, ge=-1000, le=1000)
     protect: tuple[str, ...] = ()
@@ -160,7 +150,7 @@ class DaemonSection(Strict):
 
 
 class ReclaimSection(Strict):
-    anon: AnonMode = "auto"
+    anon: kinds.AnonMode = "auto"
     min_anon_efficiency: Percent = 30.0
     min_scanned_pages: int = Field(256, ge=1)
     assumed_compression_ratio: float = Field(2.0, ge=1.0, le=64.0)
@@ -219,14 +209,14 @@ class ProcessRules(Strict):
 class Policy(Strict):
     name: str = Field(min_length=1)
     monitor: str = "/"
-    select: Select = ""
+    select: kinds.Select = ""
     candidates: tuple[str, ...] = ("**",)
     window: Window = 5.0
     for_: Hold = Field(3.0, alias="for")
     all: Conditions = Conditions()
     any: Conditions = Conditions()
-    action: Action = "kill"
-    rank: tuple[RankKey, ...] = ("refaults", "memory")
+    action: kinds.Action = "kill"
+    rank: tuple[kinds.RankKey, ...] = ("refaults", "memory")
     protect: tuple[str, ...] = ()
     prefer: tuple[str, ...] = ()
     avoid: tuple[str, ...] = ()
@@ -286,19 +276,19 @@ class ZramRule(Strict):
     all: Conditions = Conditions(memory_pressure_full_above=40.0)
     any: Conditions = Conditions(refault_rate_above=15.0,
                                  effective_available_below="3%")  # type: ignore[arg-type]
-    rank: tuple[RankKey, ...] = ("refaults", "memory")
+    rank: tuple[kinds.RankKey, ...] = ("refaults", "memory")
 
 
 class SystemdSection(Strict):
     """systemd-oomd's interfaces: oomd.conf, ManagedOOM varlink, oom1 D-Bus."""
 
     managed_oom: bool = True
-    mode: SystemdMode = "zram-aware"
+    mode: kinds.SystemdMode = "zram-aware"
     system_socket: str = ""  # "": the current, then the systemd 252 spelling
     user_socket: str = ""  # "": listen only when socket-activated
     oomd_conf: bool = True
     dbus: bool = True
-    dump_format: DumpFormat = "current"
+    dump_format: kinds.DumpFormat = "current"
     zram: ZramRule = ZramRule()
 
 
@@ -314,11 +304,11 @@ class Hook(Strict):
     """A command run before or after an action (an argv list, never a shell string)."""
 
     name: str = Field(min_length=1)
-    when: HookWhen = "after"
+    when: kinds.HookWhen = "after"
     command: tuple[str, ...] = Field(min_length=1)
     timeout: Timeout = 5.0  # "before" hooks: the action goes ahead after this long
     policies: tuple[str, ...] = ()  # globs on policy names; empty: every policy
-    actions: tuple[Action, ...] = ()  # empty: all
+    actions: tuple[kinds.Action, ...] = ()  # empty: all
     dry_run: bool = False  # also run for dry-run decisions
 
     @field_validator("command", mode="before")
