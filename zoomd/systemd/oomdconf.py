@@ -145,20 +145,18 @@ def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
     return replace(conf, files=(*conf.files, path), warnings=tuple(warnings))
 
 
+# Keys holding a percentage (permyriad inside), and the OomdConf field each sets.
+_PERCENT_KEYS = {"SwapUsedLimit": "swap_used_limit",
+                 "DefaultMemoryPressureLimit": "pressure_limit"}
+
+
 def _assign(conf: OomdConf, key: str, value: str, warn) -> OomdConf:  # type: ignore[no-untyped-def]
-    if key == "SwapUsedLimit":
+    if key in _PERCENT_KEYS:
+        name = _PERCENT_KEYS[key]
         try:
-            return replace(conf, swap_used_limit=parse_permyriad(value))
+            return replace(conf, **{name: parse_permyriad(value)})
         except ValueError as exc:
-            warn(f"SwapUsedLimit={value}: {exc}; keeping "
-                 f"{conf.swap_used_limit / 100:g}%")
-            return conf
-    if key == "DefaultMemoryPressureLimit":
-        try:
-            return replace(conf, pressure_limit=parse_permyriad(value))
-        except ValueError as exc:
-            warn(f"DefaultMemoryPressureLimit={value}: {exc}; keeping "
-                 f"{conf.pressure_limit / 100:g}%")
+            warn(f"{key}={value}: {exc}; keeping {getattr(conf, name) / 100:g}%")
             return conf
     if key == "DefaultMemoryPressureDurationSec":
         if not value:
