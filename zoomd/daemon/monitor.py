@@ -107,27 +107,10 @@ class GroupMonitor:
         return None
 
     def sample(self, host: HostSnapshot, estimate: ReclaimEstimate) -> GroupSample:
+        if self.path == "/":
+            return host_sample(host, estimate)
         vm = host.vmstat
         anon_scanned, anon_stolen = vm.pgscan_anon, vm.pgsteal_anon
-        if self.path == "/":
-            psi = host.psi_memory
-            refaults = vm.refaults
-            return GroupSample(
-                t=host.monotonic,
-                psi_some_us=psi.some.total_us if psi else None,
-                psi_full_us=psi.full.total_us if psi and psi.full else None,
-                psi_full_avg10=psi.full.avg10 if psi and psi.full else None,
-                refaults=refaults,
-                pgscan=vm.pgscan_total,
-                anon_scanned=anon_scanned,
-                anon_stolen=anon_stolen,
-                memory_basis=host.meminfo.total,
-                refault_basis=host.meminfo.total,
-                effective_available=estimate.effective_available,
-                all_swap_ram_backed=host.all_ram_backed,
-                evicted=vm.pgsteal_total,
-                swap=_host_swap_used(host),
-            )
         pressure_path = self.pressure_path
         text = self._pressure.text(pressure_path)
         if text is None:
@@ -166,6 +149,27 @@ class GroupMonitor:
             evicted=evicted,
             swap=swap,
         )
+
+
+def host_sample(host: HostSnapshot, estimate: ReclaimEstimate) -> GroupSample:
+    """The host's ("/") sample: system-wide PSI, /proc/vmstat and /proc/meminfo."""
+    vm, psi = host.vmstat, host.psi_memory
+    return GroupSample(
+        t=host.monotonic,
+        psi_some_us=psi.some.total_us if psi else None,
+        psi_full_us=psi.full.total_us if psi and psi.full else None,
+        psi_full_avg10=psi.full.avg10 if psi and psi.full else None,
+        refaults=vm.refaults,
+        pgscan=vm.pgscan_total,
+        anon_scanned=vm.pgscan_anon,
+        anon_stolen=vm.pgsteal_anon,
+        memory_basis=host.meminfo.total,
+        refault_basis=host.meminfo.total,
+        effective_available=estimate.effective_available,
+        all_swap_ram_backed=host.all_ram_backed,
+        evicted=vm.pgsteal_total,
+        swap=_host_swap_used(host),
+    )
 
 
 def _host_swap_used(host: HostSnapshot) -> int | None:

@@ -32,7 +32,8 @@ from typing import IO, Any
 
 from zoomd.config.load import load_config, shipped_config_path
 from zoomd.daemon.hostmodel import HostModel, model_params
-from zoomd.daemon.sample import GroupSample, History
+from zoomd.daemon.monitor import host_sample
+from zoomd.daemon.sample import History
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
 from zoomd.daemon.triggers import conditions_hold, window_figures
 from zoomd.host import HostReader
@@ -115,23 +116,7 @@ class ModelProbe:
     def sample(self) -> dict[str, Any]:
         snap = self.reader.sample()
         est = self.model.update(snap)
-        vm, psi = snap.vmstat, snap.psi_memory
-        refaults = vm.refaults
-        self.history.add(GroupSample(
-            t=snap.monotonic,
-            psi_some_us=psi.some.total_us if psi else None,
-            psi_full_us=psi.full.total_us if psi and psi.full else None,
-            psi_full_avg10=psi.full.avg10 if psi and psi.full else None,
-            refaults=refaults,
-            pgscan=vm.pgscan_total,
-            anon_scanned=vm.pgscan_anon,
-            anon_stolen=vm.pgsteal_anon,
-            memory_basis=snap.meminfo.total,
-            refault_basis=snap.meminfo.total,
-            effective_available=est.effective_available,
-            all_swap_ram_backed=snap.all_ram_backed,
-            evicted=vm.pgsteal_total,
-        ))
+        self.history.add(host_sample(snap, est))  # as the daemon samples "/"
         out: dict[str, Any] = {
             "mem_total": snap.meminfo.total,
             "mem_free": snap.meminfo.free,
