@@ -189,6 +189,20 @@ def test_hang_up_and_refusal_back_off(pid1, logs) -> None:
     send(fake.conn, {"error": "org.varlink.service.PermissionDenied"})
     pump(client)
     assert client.next_attempt - clock.t > first  # backing off
+    # Refused every time (zoomd.service outside systemd-oomd.service, seen on a real
+    # systemd 252): never "subscribed", and the refusal is said once.
+    assert "subscribed to PID 1" not in logs.getvalue()
+    assert logs.getvalue().count("only from systemd-oomd.service") == 1
+
+
+def test_subscribed_is_logged_once_pid1_answers(pid1, logs) -> None:
+    fake, client, _clock = pid1
+    client.maintain()
+    assert "subscribed to PID 1" not in logs.getvalue()
+    fake.accept_subscription()
+    fake.reply([element(USER)])
+    pump(client)
+    assert "subscribed to PID 1's ManagedOOM cgroups" in logs.getvalue()
 
 
 def test_tries_the_systemd_252_socket_path(tmp_path) -> None:

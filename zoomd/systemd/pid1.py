@@ -72,7 +72,9 @@ class Pid1Client:
             self.got_snapshot = False
             self.connects += 1
             self.stream.send({"method": SUBSCRIBE, "parameters": {}, "more": True})
-            self.logger.info("subscribed to PID 1's ManagedOOM cgroups", socket=path)
+            # "subscribed" is said once PID 1 answers with its snapshot: it refuses a
+            # subscriber outside systemd-oomd.service only after the connect.
+            self.logger.debug("subscribing to PID 1's ManagedOOM cgroups", socket=path)
             return
         self._complain("cannot reach PID 1's ManagedOOM socket; retrying",
                        errors="; ".join(errors))
@@ -120,6 +122,7 @@ class Pid1Client:
             if not self.got_snapshot:
                 notes = self.managed.replace_source("system", parameters)
                 self.got_snapshot = True
+                self.logger.info("subscribed to PID 1's ManagedOOM cgroups", socket=self.path)
             else:
                 notes = self.managed.apply(parameters, uid=0, source="system")
         except ManagedParametersError as exc:

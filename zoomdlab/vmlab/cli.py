@@ -1,4 +1,4 @@
-"""`python -m zoomdlab.vmlab provision|run|summarize|bench|clean`."""
+"""`python -m zoomdlab.vmlab provision|run|summarize|bench|clean|sysvm`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--report-only", action="store_true",
                        help="only rebuild the table and plots from OUT")
     sub.add_parser("clean", help="remove the cache folder")
+    from zoomdlab.vmlab.sysvm import SUITES, VARIANTS
+
+    sysvm = sub.add_parser("sysvm", help="boot a Debian guest with systemd as PID 1 and "
+                           "zoomd's .deb installed; run scenarios (zoomdlab.vmlab.sysvm)")
+    sysvm.add_argument("--out", required=True, help="results, console and journal go here")
+    sysvm.add_argument("--deb", default=None,
+                       help="zoomd's .deb (default: build it with packaging/build-deb.sh)")
+    sysvm.add_argument("--variant", choices=sorted(VARIANTS), default="dropin")
+    sysvm.add_argument("--suite", choices=sorted(SUITES), default="bookworm")
+    sysvm.add_argument("--scenarios", default=None,
+                       help="comma-separated (default: the variant's own list)")
+    sysvm.add_argument("--timeout", type=float, default=900.0,
+                       help="wall seconds for the boot and every scenario")
     return parser
 
 
@@ -50,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from zoomdlab.vmlab import provision as prov
 
-    if args.command in ("run", "bench"):
+    if args.command in ("run", "bench", "sysvm"):
         from zoomdlab.lab.signals import terminate_as_interrupt
 
         terminate_as_interrupt()  # SIGTERM unwinds like Ctrl-C: qemu killed, scratch removed
@@ -68,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
                                    package=args.kernel_package)
             print(json.dumps(tools.to_json(), indent=2))
             return 0
+        if args.command == "sysvm":
+            from zoomdlab.vmlab import sysvm as sv
+
+            deb = args.deb or sv.build_deb(f"{args.out}/deb", vendor=sv.VENDORED[args.suite])
+            scenarios = (args.scenarios.split(",") if args.scenarios
+                         else sv.DEFAULT_SCENARIOS[args.variant])
+            summary = sv.run_sysvm(sv.SysVmRun(scenarios, args.out, deb, args.variant,
+                                               timeout=args.timeout),
+                                   sv.provision(suite=args.suite))
+            print(json.dumps(sv.brief(summary), indent=2))
+            return 0 if sv.passed(summary) else 1
         if args.command == "bench":
             from zoomdlab.vmlab.bench import bench
 
