@@ -2,13 +2,15 @@
 zoomd installed from the .deb that packaging/build-deb.sh builds from this checkout,
 pure cgroup v2 (zoomdlab.vmlab.sysvm).
 
-One boot (software emulation, about 3-5 minutes of wall time here, plus ~50 s to build
-the .deb and ~2 min to bootstrap the root filesystem the first time, cached in
-/var/tmp/zoomd-sysvm) runs every scenario of the drop-in variant in turn; each test
-asserts on its scenario's result. They skip, saying why, where qemu, mmdebstrap,
-busybox, cpio, kmod or e2fsprogs are missing (.ci/run installs them), where the
-mirror or the kernel package cannot be fetched, or where the .deb cannot be built;
-they never pass without having booted the guest.
+Three boots (software emulation): bookworm (systemd 252) with zoomd as
+systemd-oomd.service through the drop-in, running every scenario of that variant in
+turn (6-12 min of wall time here); bookworm with the standalone zoomd.service (~2 min);
+trixie (systemd 257) with the drop-in (~4 min). Add ~1 min per .deb build and, the first
+time, ~2 min per root filesystem (cached in /var/tmp/zoomd-sysvm). Each test asserts on
+its scenario's result. They skip, saying why, where qemu, mmdebstrap, busybox, cpio,
+kmod or e2fsprogs are missing (.ci/run installs them), where the mirror or the kernel
+package cannot be fetched, or where the .deb cannot be built; they never pass without
+having booted the guest.
 
     sudo PYTHONPATH=$PWD python -m pytest -q -rs tests/test_systemd_vm.py
 """
