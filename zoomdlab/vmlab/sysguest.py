@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import re
 import subprocess
@@ -203,9 +204,9 @@ def use_config(text: str | None) -> dict:
 KILLED = re.compile(r"killed (\S+) \((?:policy (\S+?): |ManagedOOMSwap=kill, )(.*)$")
 
 
-def _kill_lines(since: float) -> list[dict]:
+def _kill_lines(since: float, unit: str = OOMD) -> list[dict]:
     out = []
-    for line in journal("-u", OOMD).splitlines():
+    for line in journal("-u", unit).splitlines():
         m = KILLED.search(line)
         stamp = line[1:line.index("]")] if line.startswith("[") else "0"
         if m and float(stamp) >= since:
@@ -487,7 +488,7 @@ def scenario_standalone(spec: dict) -> dict:
         keys = ("anon", "file", "pgscan", "workingset_refault_anon")
         r["slice_stat"] = [line for line in f.read().splitlines()
                            if line.split()[0] in keys]
-    r["kills_during_compressible"] = _kill_lines(since)
+    r["kills_during_compressible"] = _kill_lines(since, z)
     sh("systemctl", "stop", comp, timeout=60)
     since = _uptime()
     sh("systemctl", "start", thr, check=True)
@@ -501,7 +502,7 @@ def scenario_standalone(spec: dict) -> dict:
     r["thrash_end_s"] = round(time.monotonic() - start, 1)
     r["thrash"] = show(thr, "Result", "ActiveState", "ExecMainStatus")
     r["thrash_journal"] = journal("-u", thr).splitlines()[-6:]
-    r["kills"] = _kill_lines(since)
+    r["kills"] = _kill_lines(since, z)
     r["killed_by"] = r["kills"][0]["policy"] if r["kills"] else None
     r["chill"] = show(chill, "ActiveState", "Result", "NRestarts")
     r["zoomd_after"] = show(z, "ActiveState", "MainPID", "NRestarts")
@@ -558,11 +559,13 @@ def steady(mb: int) -> None:
 
 def compressible(mb: int, hot_mb: int = 40, rate_mb: int = 16) -> None:
     """MB of nearly empty pages (one byte set in each, so they are really there and
-    compress ~100x), written at rate_mb MB/s (as the VM lab's global-compressible),
-    then its last hot_mb touched every second: larger than its limit, compresses far,
-    keeps making progress."""
+    compress ~100x), first touched at rate_mb MB/s (as the VM lab's
+    global-compressible), then its last hot_mb touched every second: larger than its
+    limit, compresses far, keeps making progress. An anonymous mmap, so each page is
+    touched once by the fill (bytearray(n) would zero all of it at once first, and the
+    fill would then swap every page back in: a second pass, not a one-pass fill)."""
     n = mb << 20
-    buf = bytearray(n)
+    buf = mmap.mmap(-1, n)
     step = 1 << 20
     for base in range(0, n, step):
         for off in range(base, base + step, 4096):
