@@ -561,11 +561,11 @@ def compressible(mb: int, hot_mb: int = 40, rate_mb: int = 16) -> None:
     """MB of nearly empty pages (one byte set in each, so they are really there and
     compress ~100x), first touched at rate_mb MB/s (as the VM lab's
     global-compressible), then its last hot_mb touched every second: larger than its
-    limit, compresses far, keeps making progress. An anonymous mmap, so each page is
+    limit, compresses far, keeps making progress. A private anonymous mmap, so each page is
     touched once by the fill (bytearray(n) would zero all of it at once first, and the
     fill would then swap every page back in: a second pass, not a one-pass fill)."""
     n = mb << 20
-    buf = mmap.mmap(-1, n)
+    buf = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # anon, not shmem
     step = 1 << 20
     for base in range(0, n, step):
         for off in range(base, base + step, 4096):
