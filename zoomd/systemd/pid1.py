@@ -74,7 +74,6 @@ class Pid1Client:
             self.stream.send({"method": SUBSCRIBE, "parameters": {}, "more": True})
             # "subscribed" is said once PID 1 answers with its snapshot: it refuses a
             # subscriber outside systemd-oomd.service only after the connect.
-            self.logger.debug("subscribing to PID 1's ManagedOOM cgroups", socket=path)
             return
         self._complain("cannot reach PID 1's ManagedOOM socket; retrying",
                        errors="; ".join(errors))
