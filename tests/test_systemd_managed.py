@@ -107,6 +107,34 @@ def test_swap_guard_kills_the_largest_swap_user(fake) -> None:
     assert guard.tick(engine, host, est, entries, 9000, "strict") is None  # quiet
 
 
+def test_zram_aware_swap_rule_ranks_by_memory_when_nobody_has_swapped(tmp_path) -> None:
+    """Seen in the systemd VM: pages that do not compress filled RAM at 40 MB/s while
+    zram stayed nearly empty (SwapFree ~1020 of 1024 MB) and the guest stalled for a
+    minute. No candidate held 5% of SwapTotal, so the rule (zram-aware, holding) chose
+    nobody and the kernel's OOM killer ended it. zram-aware mode ranks by memory then;
+    strict mode keeps systemd-oomd's eligibility."""
+    h = FakeHost(str(tmp_path))
+    h.add("/user.slice", current=7 * GiB)
+    h.add(f"{USER}", current=7 * GiB)
+    h.add(f"{USER}/hog.service", pids=[300], current=6 * GiB, swap=4 * MiB)
+    h.add(f"{USER}/calm.service", pids=[301], current=200 * MiB, swap=1 * MiB)
+    reader = CgroupReader(Root(h.base))
+    backend = RecordingBackend()
+    engine = Engine(Config(), reader, backend, Logger(stream=io.StringIO()))
+    host = zram_host(used=5 * MiB, mem_free=30 * MiB, file=20 * MiB)
+    from zoomd.model.reclaim import ReclaimWindow
+
+    failing = estimate(host, ReclaimWindow(5.0, 100_000, 10_000, 1000, 900, 0, 0),
+                       ModelParams())
+    entries = [ManagedCgroup(USER, SWAP)]
+    assert SwapGuard().tick(engine, host, failing, entries, 9000, "strict") is None
+    guard = SwapGuard()
+    record = guard.tick(engine, host, failing, entries, 9000, "zram-aware")
+    assert guard.last is not None and guard.last.holds
+    assert record is not None and record["victim"] == f"{USER}/hog.service"
+    assert record["ranked_by"] == ["memory", "swap"]
+
+
 def test_swap_onset_burst_does_not_fool_the_zram_aware_swap_rule(fake) -> None:
     """Swap onset: for 2 s the kernel's anon scans mostly rotate referenced pages, so
     the 5 s window reads ~6% anon efficiency, but the sustained gate (failing only after

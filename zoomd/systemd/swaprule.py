@@ -117,7 +117,15 @@ class SwapGuard:
                 found.setdefault(cand.path, cand)
         minimum = fig.swap_total * THRESHOLD_SWAP_USED_PCT // 100
         eligible = [c for c in found.values() if c.swap > minimum]
-        ranked = cand_mod.rank(eligible, ("swap", "memory"))
+        keys: tuple[str, ...] = ("swap", "memory")
+        if not eligible and mode == "zram-aware":
+            # RAM gone while zram is still nearly empty (pages that do not compress, or
+            # reclaim stalled before it could swap): nobody holds 5% of SwapTotal, and
+            # systemd-oomd's rule would wait for the kernel's OOM killer. The memory
+            # that cannot usefully go to zram is the offender: rank by it.
+            eligible = list(found.values())
+            keys = ("memory", "swap")
+        ranked = cand_mod.rank(eligible, keys)
         if not ranked:
             return None
         victim = ranked[0]
@@ -135,7 +143,7 @@ class SwapGuard:
                 "time": time.time(), "monotonic": round(host.monotonic, 3),
                 "policy": SWAP_POLICY.name, "action": "kill", "dry_run": dry,
                 "victim": victim.path, "reason": "memory-used", "swap_rule": fig.to_json(),
-                "candidates": [c.to_json(("swap", "memory")) for c in ranked[:10]],
+                "candidates": [c.to_json(keys) for c in ranked[:10]], "ranked_by": list(keys),
                 "skipped": skipped, "result": outcome.to_json(), "summary": summary,
             }
 
