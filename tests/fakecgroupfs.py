@@ -31,6 +31,25 @@ class FakeGroup:
     oom_group: bool = False
 
 
+def _rewrite(path: str, text: str) -> None:
+    """Write `path` the way a reader running meanwhile (a daemon in a subprocess) never
+    sees it empty: only when it changed, new bytes over the old, then cut to length
+    (open(..., "w") truncates first: a read in between saw an empty memory.current)."""
+    data = text.encode()
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 class FakeHost:
     """Writes groups and processes under `base`; call write() after changing figures."""
 
@@ -82,8 +101,7 @@ class FakeHost:
                         f"pgscan {group.pgscan}\npgsteal {group.pgsteal}\n"),
                 })
             for name, text in files.items():
-                with open(f"{d}/{name}", "w") as f:
-                    f.write(text)
+                _rewrite(f"{d}/{name}", text)
         for pid, path in self.proc_groups.items():
             d = f"{self.base}/proc/{pid}"
             os.makedirs(d, exist_ok=True)
