@@ -376,3 +376,27 @@ def test_the_shipped_domain_rules_leave_a_one_time_reread_alone(tmp_path) -> Non
     records, t = drive(h, engine, 13.0, t, thrash="/box", full_pct=78.0, pages_s=pages_s)
     records += drive(h, engine, 30.0, t, thrash=None)[0]
     assert records == [] and backend.calls == []
+
+
+def test_status_lists_the_memory_domains_with_their_own_pressure(tmp_path, capsys) -> None:
+    from pathlib import Path
+
+    from zoomd.cli import main
+
+    trees = Path(__file__).parent / "fixtures" / "trees" / "cgroup2-pure"
+    base = tmp_path / "host"
+    shutil.copytree(trees / "proc", base / "proc", symlinks=True)
+    shutil.copytree(trees / "sys", base / "sys", symlinks=True)
+    shutil.rmtree(base / "sys" / "fs" / "cgroup")
+    h = FakeHost(str(base))
+    h.add("/box", pids=[500], current=100 * MiB, limit=512 * MiB)
+    h.add("/free", pids=[501])
+    assert main(["status", "--root", str(base), "--sample", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "domains  1 memory-limited group(s)" in out
+    assert "/box: limit 512.0 MiB (v2), memory PSI full avg10 0.0%" in out
+    assert main(["status", "--root", str(base), "--sample", "0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["domains"]["limited"] == [{"path": "/box", "limit_bytes": 512 * MiB,
+                                          "source": "v2",
+                                          "memory_pressure_full_avg10": 0.0}]

@@ -175,7 +175,30 @@ def render_text(data: dict[str, Any]) -> str:
     lines.append(f"         mode {rec['mode']}: file {_size(rec['file_reclaimable_bytes'])} + "
                  f"anon {_size(rec['anon_reclaimable_bytes'])} -> effective available "
                  f"{_size(rec['effective_available_bytes'])}")
+    lines.extend(_domain_lines(data.get("domains")))
     return "\n".join(lines)
+
+
+SHOWN_DOMAINS = 20
+
+
+def _domain_lines(domains: dict[str, Any] | None) -> list[str]:
+    """Memory-limited groups (each judged against its own limit by the default)."""
+    if not domains:
+        return []
+    if "error" in domains:
+        return [f"domains  cannot be listed: {domains['error']}"]
+    limited, unguarded = domains["limited"], domains["unguarded"]
+    lines = [f"domains  {len(limited)} memory-limited group(s)"
+             + (" (the walk stopped at its bound)" if domains["truncated"] else "")]
+    for d in limited[:SHOWN_DOMAINS]:
+        lines.append(f"         {d['path']}: limit {_size(d['limit_bytes'])} ({d['source']}), "
+                     f"memory PSI full avg10 {_pct(d['memory_pressure_full_avg10'])}")
+    if len(limited) > SHOWN_DOMAINS:
+        lines.append(f"         ... and {len(limited) - SHOWN_DOMAINS} more (--json lists all)")
+    for group, reason in list(unguarded.items())[:SHOWN_DOMAINS]:
+        lines.append(f"         not guarded: {group}: {reason}")
+    return lines
 
 
 def dumps(data: dict[str, Any]) -> str:

@@ -39,8 +39,30 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print("zoomd: status cannot be trusted: not shown", file=sys.stderr)
         return first.exit_status
     data = status_json(snap, est, window)
+    data["domains"] = _domains_json(root)
     print(dumps(data) if args.json or args.format == "json" else render_text(data))
     return 0
+
+
+def _domains_json(root: Root) -> dict[str, object]:
+    """The memory domains the shipped default's templates would guard here, each with
+    its own memory PSI, and the limited groups that cannot be guarded, with why."""
+    from zoomd.daemon.domains import discover
+    from zoomd.kernel.cgroups import CgroupReader
+
+    try:
+        reader = CgroupReader(root)
+        found = discover(reader)
+        out = []
+        for domain in found.domains:
+            psi = reader.pressure(domain.path)
+            out.append({"path": domain.path, "limit_bytes": domain.limit,
+                        "source": domain.source,
+                        "memory_pressure_full_avg10": psi.full.avg10
+                        if psi is not None and psi.full is not None else None})
+    except (OSError, ZoomdError) as exc:
+        return {"error": str(exc)}
+    return {"limited": out, "unguarded": found.unguarded, "truncated": found.truncated}
 
 
 def build_parser() -> argparse.ArgumentParser:
