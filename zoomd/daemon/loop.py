@@ -235,8 +235,10 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         mode = "dry-run" if self.engine.dry_run else "acting"
-        names = ", ".join(s.policy.name for s in self.engine.states) or "none"
-        self.logger.info(f"zoomd started ({mode})", policies=names,
+        names = ", ".join(s.policy.name for s in self.engine.states
+                          if s.template is None) or "none"
+        templates = ", ".join(p.name for p in self.engine.templates) or None
+        self.logger.info(f"zoomd started ({mode})", policies=names, templates=templates,
                          config=",".join(self.config_files), scope=self.scope,
                          triggers=len(self.triggers), fd_limit=self._fd_limit,
                          fds_kept_open_at_most=self.fd_budget.limit)
