@@ -159,7 +159,8 @@ def ensure_base(cache: str, suite: str = SUITE, mirror: str = DEFAULT_MIRROR,
     path = os.path.join(cache, f"{name}-{suite}-{key}.tar")
     if os.path.exists(path):
         return path
-    for old in Path(cache).glob(f"{name}-{suite}-*.tar"):
+    for old in [*Path(cache).glob(f"{name}-{suite}-*.tar"),
+                *Path(cache).glob(f"{name}-{suite}-*.json")]:
         old.unlink()  # other inputs: stale
     tmp = path + ".part"
     with suppress(FileNotFoundError):
