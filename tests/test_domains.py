@@ -400,3 +400,18 @@ def test_status_lists_the_memory_domains_with_their_own_pressure(tmp_path, capsy
     assert data["domains"]["limited"] == [{"path": "/box", "limit_bytes": 512 * MiB,
                                           "source": "v2",
                                           "memory_pressure_full_avg10": 0.0}]
+
+
+def test_a_managed_leaf_unit_is_its_own_candidate(tmp_path) -> None:
+    """systemd-oomd counts a ManagedOOMMemoryPressure=kill leaf service as its own
+    candidate (PID 1 then records oom-kill); a plain policy on a leaf does not."""
+    from zoomd.config.runtime import Conditions, Policy
+
+    h = domain_host(tmp_path)
+    engine, backend, _ = make_engine(h, [])
+    policy = Policy(name="systemd-pressure:/box", monitor="/box", window=2.0, for_=1.0,
+                    all=Conditions(memory_pressure_full_above=40.0))
+    engine.add_policy(policy, leaf_is_candidate=True)
+    records, _ = drive(h, engine, 4.0, 0.0, thrash="/box")
+    assert [(r["victim"], r["action"]) for r in records] == [("/box", "kill")]
+    assert backend.calls[0][0] == "kill_cgroup"

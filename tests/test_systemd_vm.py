@@ -197,14 +197,9 @@ def test_oomctl_dump_and_killed_signal(dropin_run) -> None:
     assert '"/zsvm.slice/zsvm-thrash.service"' in signals, signals
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "zoomd does not kill a ManagedOOMMemoryPressure=kill leaf service as a cgroup: its "
-    "candidates are the monitored group's descendants only (zoomd/daemon/candidates."
-    "collect has leaf_monitor for memory-domain instances, not for managed cgroups), so "
-    "it ends the leaf through its process fallback (kill-process, no user.oomd_* "
-    "xattrs: PID 1 records Result=signal) or not at all; systemd-oomd counts a "
-    "monitored leaf as its own candidate and PID 1 records oom-kill"))
 def test_managed_pressure_on_a_leaf_service_kills_it(dropin_run) -> None:
+    """systemd-oomd counts a monitored leaf unit as its own candidate; so does zoomd
+    (Engine.add_policy(leaf_is_candidate=True) for ManagedOOM cgroups)."""
     r = _result(dropin_run, "managed-leaf")
     detail = json.dumps({k: r[k] for k in r if k != "zoomd_journal_tail"}, indent=1)
     assert r["managed_seen_by_pid1"].get("ManagedOOMMemoryPressure") == "kill", detail

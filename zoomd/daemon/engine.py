@@ -82,6 +82,7 @@ class PolicyState:
     last_sample_error_log: float = -1e9
     template: str | None = None  # the template this policy is an instance of
     domain: Domain | None = None  # the memory domain it guards (select = "limited")
+    leaf_is_candidate: bool = False  # see Engine.add_policy
 
 
 class Engine:
@@ -124,8 +125,12 @@ class Engine:
                 self.add_policy(policy, scope=scope)
 
     def add_policy(self, policy: Policy, *, scope: str = "/", template: str | None = None,
-                   domain: Domain | None = None) -> None:
-        """Start evaluating a policy (at start-up, or one made at run time)."""
+                   domain: Domain | None = None, leaf_is_candidate: bool = False) -> None:
+        """Start evaluating a policy (at start-up, or one made at run time).
+
+        `leaf_is_candidate`: a watched group with no children is its own candidate, as
+        a template's instances' groups are (a container's processes live in the group
+        with the limit) and as systemd-oomd counts a ManagedOOM leaf unit."""
         path = scoped(policy.monitor, scope)
         horizon = max(policy.window, 10.0) + policy.for_
         if uses_turnover(policy.all, policy.any):
@@ -134,7 +139,9 @@ class Engine:
                                v1_path=domain.v1_path if domain else None,
                                limit=domain.limit if domain else None, budget=self.fd_budget)
         self.states.append(PolicyState(policy, monitor, History(horizon),
-                                       template=template, domain=domain))
+                                       template=template, domain=domain,
+                                       leaf_is_candidate=leaf_is_candidate
+                                       or template is not None))
         self.generation += 1
 
     def sync_instances(self, now: float) -> None:
@@ -352,7 +359,7 @@ class Engine:
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
                                               self.exclusions, check_kthreads=False,
-                                              leaf_monitor=state.template is not None)
+                                              leaf_monitor=state.leaf_is_candidate)
         except (OSError, ZoomdError) as exc:
             self.logger.warning("cannot list candidates", policy=policy.name, error=str(exc))
             return None

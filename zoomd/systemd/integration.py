@@ -119,7 +119,8 @@ class SystemdIntegration:
         for name, policy in wanted.items():
             if current.get(name) != policy:
                 try:
-                    engine.add_policy(policy)
+                    # systemd-oomd counts a monitored leaf unit as its own candidate.
+                    engine.add_policy(policy, leaf_is_candidate=True)
                 except ZoomdError as exc:
                     self.logger.warning("cannot guard managed cgroup", policy=name,
                                         error=str(exc))
