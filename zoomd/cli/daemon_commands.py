@@ -43,23 +43,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _instance_lines(config: object, root: str, scope: str) -> list[str]:
     """What each policy template applies to on this host now (as `run` would start)."""
-    import dataclasses
-
-    from zoomd.config.runtime import as_runtime, is_template
-    from zoomd.daemon.engine import scoped
-    from zoomd.daemon.templates import discover_for, instances
+    from zoomd.config.runtime import as_runtime
+    from zoomd.daemon.templates import instances_now, templates_of
     from zoomd.errors import ZoomdError
     from zoomd.kernel.cgroups import CgroupReader
     from zoomd.kernel.root import Root
 
-    templates = [dataclasses.replace(p, monitor=scoped(p.monitor, scope))
-                 for p in as_runtime(config).policy if is_template(p)]
+    templates = templates_of(as_runtime(config).policy, scope)
     if not templates:
         return []
     try:
-        reader = CgroupReader(Root(root))
-        discovery = discover_for(templates, reader)
-        made = instances(templates, reader, discovery)
+        made, discovery = instances_now(templates, CgroupReader(Root(root)))
     except (OSError, ZoomdError) as exc:
         return [f"# templates: cannot look for their groups here: {exc}"]
     lines = [f"# templates: {len(made)} instance(s) on this host now "

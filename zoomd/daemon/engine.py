@@ -23,7 +23,7 @@ from zoomd.config.runtime import Config, Policy, as_runtime, is_template
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon import templates as tmpl_mod
 from zoomd.daemon.domains import Domain
-from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
+from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to, scoped
 from zoomd.daemon.hooks import HookRun, HookRunner
 from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
@@ -49,14 +49,6 @@ from zoomd.model.snapshot import HostSnapshot
 DISCOVERY_S_PER_GROUP = 0.0025
 RECORDS_KEPT = 16  # each holds its candidates and skipped groups: ~20 KiB at 200 groups
 SHOWN_CANDIDATES = 10  # candidates a record shows (the first is the victim)
-
-
-def scoped(path: str, scope: str) -> str:
-    """Re-root a policy path under `--scope` ("/" stays the scope itself)."""
-    if scope in ("", "/"):
-        return path
-    base = "/" + scope.strip("/")
-    return base if path == "/" else base + "/" + path.strip("/")
 
 
 @dataclass
@@ -115,8 +107,7 @@ class Engine:
         self.states: list[PolicyState] = []
         # Templates (glob monitors, select = "limited"): their instances are policies
         # added and removed by sync_instances() as groups come and go.
-        self.templates = [dataclasses.replace(p, monitor=scoped(p.monitor, scope))
-                          for p in config.policy if is_template(p)]
+        self.templates = tmpl_mod.templates_of(config.policy, scope)
         self.generation = 0  # counts changes to the set of policies (triggers re-armed)
         self._next_discovery = -1e18
         self._unguarded_logged: set[str] = set()
@@ -151,8 +142,7 @@ class Engine:
             return
         self._next_discovery = now + self.config.daemon.discover_interval
         try:
-            discovery = tmpl_mod.discover_for(self.templates, self.reader)
-            wanted = tmpl_mod.instances(self.templates, self.reader, discovery)
+            wanted, discovery = tmpl_mod.instances_now(self.templates, self.reader)
         except (OSError, ZoomdError) as exc:
             self.logger.warning("cannot discover groups", error=str(exc))
             return

@@ -42,3 +42,11 @@ def is_ancestor_or_self(candidate: str, path: str) -> bool:
     if candidate == "/":
         return True
     return path == candidate or path.startswith(candidate.rstrip("/") + "/")
+
+
+def scoped(path: str, scope: str) -> str:
+    """Re-root a policy path under `--scope` ("/" stays the scope itself)."""
+    if scope in ("", "/"):
+        return path
+    base = "/" + scope.strip("/")
+    return base if path == "/" else base + "/" + path.strip("/")

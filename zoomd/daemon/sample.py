@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -56,9 +57,9 @@ class History:
                 break
         return found
 
-    def since(self, t: float) -> list[GroupSample]:
-        """The samples taken at `t` or later, oldest first."""
-        return [sample for sample in self._samples if sample.t >= t]
+    def __iter__(self) -> Iterator[GroupSample]:
+        """Oldest first."""
+        return iter(self._samples)
 
     def oldest(self) -> GroupSample | None:
         return self._samples[0] if self._samples else None

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from zoomd.config.runtime import Policy
+from zoomd.config.runtime import Policy, is_template
 from zoomd.daemon.domains import MAX_GROUPS_WALKED, Discovery, Domain, discover
-from zoomd.daemon.globs import compile_glob, is_ancestor_or_self
+from zoomd.daemon.globs import compile_glob, is_ancestor_or_self, scoped
 from zoomd.kernel.cgroups import CgroupReader
 
 MAX_INSTANCES = 2_000  # all templates together: each holds a descriptor or two
@@ -88,3 +88,16 @@ def discover_for(templates: list[Policy], reader: CgroupReader) -> Discovery | N
     if not any(t.select == "limited" for t in templates):
         return None
     return discover(reader)
+
+
+def templates_of(policies: tuple[Policy, ...] | list[Policy], scope: str = "/") -> list[Policy]:
+    """The templates among `policies`, re-rooted under `--scope` as `run` does."""
+    return [dataclasses.replace(p, monitor=scoped(p.monitor, scope))
+            for p in policies if is_template(p)]
+
+
+def instances_now(templates: list[Policy], reader: CgroupReader,
+                  ) -> tuple[list[Instance], Discovery | None]:
+    """The templates' instances on this host now, and the discovery behind them."""
+    discovery = discover_for(templates, reader)
+    return instances(templates, reader, discovery), discovery

@@ -104,8 +104,9 @@ def swap_turnover(history: History, page_size: int,
         return None
     first = None
     most_swap = 0
-    for sample in history.since(last.t - window):
-        if sample.refaults is None or sample.swap is None:
+    start = last.t - window
+    for sample in history:
+        if sample.t < start or sample.refaults is None or sample.swap is None:
             continue
         if first is None:
             first = sample

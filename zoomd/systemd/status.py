@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from zoomd.config.load import load_config
 from zoomd.config.runtime import as_runtime, is_template
-from zoomd.daemon.templates import discover_for, instances
+from zoomd.daemon.templates import instances_now, templates_of
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.meminfo import read_meminfo
 from zoomd.kernel.root import Root
@@ -25,10 +25,8 @@ def render_oomctl(config_path: str | None, root: Root) -> str:
     reader = CgroupReader(root)
     seen: dict[str, ManagedCgroup] = {}
     runtime = as_runtime(config)
-    templates = [p for p in runtime.policy if is_template(p)]
     # A template's instances on this host now, each as the group it watches.
-    made = [inst.policy for inst in instances(templates, reader,
-                                              discover_for(templates, reader))]
+    made = [inst.policy for inst in instances_now(templates_of(runtime.policy), reader)[0]]
     for policy in [p for p in runtime.policy if not is_template(p)] + made:
         limit = policy.all.memory_pressure_full_avg10_above \
             or policy.any.memory_pressure_full_avg10_above
