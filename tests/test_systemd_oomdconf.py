@@ -140,7 +140,7 @@ def test_bad_values_warn_with_file_line_and_key_and_keep_the_value(tmp_path) -> 
         "DefaultMemoryPressureDurationSec=500ms",    # under 1 s
         "DefaultMemoryPressureDurationSec=soon",     # not a time span
         "SwapLimit=50%",                             # unknown key
-        "PrekillHookTimeoutSec=5s",                  # not implemented
+        "PrekillHookTimeoutSec=soon",                # not a time span
         "no equals sign",
         "[Resolve]",                                 # unknown section: ignored
         "DNS=1.1.1.1",

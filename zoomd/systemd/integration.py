@@ -22,6 +22,7 @@ from zoomd.systemd.dump import Dumper, DumpState
 from zoomd.systemd.managed import PRESSURE_PREFIX, ZRAM_PREFIX, ManagedSet, pressure_policies
 from zoomd.systemd.oomdconf import OomdConf, load_oomd_conf
 from zoomd.systemd.pid1 import SYSTEM_SOCKETS, Pid1Client
+from zoomd.systemd.prekill import PrekillBackend
 from zoomd.systemd.swaprule import SwapGuard
 from zoomd.systemd.userside import UserListener, bind_listener, listen_fds
 from zoomd.systemd.xattrs import ReportingBackend
@@ -48,8 +49,11 @@ class SystemdIntegration:
         self.section = self._section()
         self._load_conf()
         reader = daemon.cgroups
-        self.backend = ReportingBackend(daemon.backend, lambda d: _cgroup_of(reader, d))
-        self.backend.listeners.append(self._on_kill)
+        self.reporting = ReportingBackend(daemon.backend, lambda d: _cgroup_of(reader, d))
+        self.reporting.listeners.append(self._on_kill)
+        # Outside the reporting: the hooks run first, then user.oomd_ooms and the kill.
+        self.backend = PrekillBackend(self.reporting, lambda d: _cgroup_of(reader, d),
+                                      lambda: self.conf.prekill_timeout_usec, self.logger)
         daemon.backend = self.backend
         daemon.engine.backend = self.backend
         self.dumper = Dumper(reader, self.section.dump_format)

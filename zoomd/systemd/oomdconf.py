@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from zoomd.systemd.values import (
@@ -25,6 +26,8 @@ from zoomd.systemd.values import (
 DEFAULT_SWAP_USED_LIMIT = 9000  # permyriad
 DEFAULT_PRESSURE_LIMIT = 6000  # permyriad
 DEFAULT_PRESSURE_DURATION = 30 * USEC_PER_SEC
+DEFAULT_PREKILL_TIMEOUT = 0  # oomd.conf(5), v260: 0 = no hooks are called
+MAX_PREKILL_TIMEOUT = 120 * USEC_PER_SEC  # zoomd's cap (systemd has none)
 
 MAIN_FILES = ("/etc/systemd/oomd.conf", "/run/systemd/oomd.conf",
               "/usr/local/lib/systemd/oomd.conf", "/usr/lib/systemd/oomd.conf")
@@ -40,6 +43,7 @@ class OomdConf:
     swap_used_limit: int = DEFAULT_SWAP_USED_LIMIT  # permyriad
     pressure_limit: int = DEFAULT_PRESSURE_LIMIT  # permyriad
     pressure_duration_usec: int = DEFAULT_PRESSURE_DURATION
+    prekill_timeout_usec: int = DEFAULT_PREKILL_TIMEOUT
     files: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -51,21 +55,18 @@ def _masked(path: str) -> bool:
         return True
 
 
-def config_files(root: str = "/") -> list[str]:
-    """Main file then drop-ins, in the order systemd applies them (paths under root)."""
-    def at(path: str) -> str:
-        return os.path.join(root, path.lstrip("/")) if root not in ("", "/") else path
+def _at(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/")) if root not in ("", "/") else path
 
-    files: list[str] = []
-    for main in MAIN_FILES:
-        if os.path.isfile(at(main)) or os.path.islink(at(main)):
-            if not _masked(at(main)):
-                files.append(at(main))
-            break
+
+def dropin_files(root: str, directories: tuple[str, ...], suffix: str) -> list[str]:
+    """systemd's conf_files_list(): `*suffix` files of `directories`, a name in an
+    earlier directory hiding it in later ones, masked (empty, or a symlink to
+    /dev/null) ones left out, in name order."""
     chosen: dict[str, str] = {}
     seen_dirs: set[str] = set()
-    for directory in DROPIN_DIRS:
-        real = at(directory)
+    for directory in directories:
+        real = _at(root, directory)
         try:
             key = os.path.realpath(real)
             if key in seen_dirs:
@@ -75,9 +76,20 @@ def config_files(root: str = "/") -> list[str]:
         except OSError:
             continue
         for name in names:
-            if name.endswith(".conf") and name not in chosen:
+            if name.endswith(suffix) and name not in chosen:
                 chosen[name] = os.path.join(real, name)
-    files.extend(chosen[name] for name in sorted(chosen) if not _masked(chosen[name]))
+    return [chosen[name] for name in sorted(chosen) if not _masked(chosen[name])]
+
+
+def config_files(root: str = "/") -> list[str]:
+    """Main file then drop-ins, in the order systemd applies them (paths under root)."""
+    files: list[str] = []
+    for main in MAIN_FILES:
+        if os.path.isfile(_at(root, main)) or os.path.islink(_at(root, main)):
+            if not _masked(_at(root, main)):
+                files.append(_at(root, main))
+            break
+    files.extend(dropin_files(root, DROPIN_DIRS, ".conf"))
     return files
 
 
@@ -107,15 +119,13 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
-    """Apply one file's [OOM] assignments on top of `conf`."""
-    warnings = list(conf.warnings)
+def assignments(text: str, section_name: str,
+                warn: Callable[[int, str], None]) -> Iterator[tuple[int, str, str]]:
+    """(line, key, value) of each assignment in [section_name], as systemd's
+    config_parse() reads them: other sections are warned about (X- ones silently) and
+    skipped, as are lines outside a section and lines without '='."""
     section: str | None = None
     ignored_section = False
-
-    def warn(line: int, message: str) -> None:
-        warnings.append(f"{path}:{line}: {message}")
-
     for line, raw in _logical_lines(text):
         stripped = raw.strip(_WHITESPACE)
         if not stripped or stripped[0] in "#;":
@@ -125,7 +135,7 @@ def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
                 warn(line, f"invalid section header {stripped!r}, ignoring")
                 continue
             name = stripped[1:-1]
-            if name == "OOM":
+            if name == section_name:
                 section, ignored_section = name, False
             else:
                 section, ignored_section = None, True
@@ -140,7 +150,17 @@ def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
         if not eq:
             warn(line, "missing '=', ignoring line")
             continue
-        key, value = key.strip(_WHITESPACE), value.strip(_WHITESPACE)
+        yield line, key.strip(_WHITESPACE), value.strip(_WHITESPACE)
+
+
+def parse_text(text: str, path: str, conf: OomdConf) -> OomdConf:
+    """Apply one file's [OOM] assignments on top of `conf`."""
+    warnings = list(conf.warnings)
+
+    def warn(line: int, message: str) -> None:
+        warnings.append(f"{path}:{line}: {message}")
+
+    for line, key, value in assignments(text, "OOM", warn):
         conf = _assign(conf, key, value, lambda message, ln=line: warn(ln, message))
     return replace(conf, files=(*conf.files, path), warnings=tuple(warnings))
 
@@ -174,9 +194,21 @@ def _assign(conf: OomdConf, key: str, value: str, warn) -> OomdConf:  # type: ig
                  f"than infinity; keeping {conf.pressure_duration_usec / USEC_PER_SEC:g}s")
             return conf
         return replace(conf, pressure_duration_usec=usec)
-    if key in ("PrekillHookTimeoutSec", "EnablePrekillHook"):
-        warn(f"{key}= is not supported by zoomd (no prekill hooks), ignoring")
-        return conf
+    if key == "PrekillHookTimeoutSec":
+        # systemd (v260, src/oom/oomd-conf.c): config_parse_sec, no lower bound in code
+        # (oomd.conf(5) asks for at least 1s); 0 turns the hooks off. "infinity" would
+        # let one hung hook hold every kill for ever: zoomd caps it.
+        try:
+            usec = parse_timespan(value)
+        except ValueError as exc:
+            warn(f"PrekillHookTimeoutSec={value}: {exc}; keeping "
+                 f"{conf.prekill_timeout_usec / USEC_PER_SEC:g}s")
+            return conf
+        if usec > MAX_PREKILL_TIMEOUT:
+            warn(f"PrekillHookTimeoutSec={value}: a kill must not wait that long for "
+                 f"hooks; using {MAX_PREKILL_TIMEOUT // USEC_PER_SEC}s")
+            usec = MAX_PREKILL_TIMEOUT
+        return replace(conf, prekill_timeout_usec=usec)
     warn(f"unknown key {key!r} in section 'OOM', ignoring")
     return conf
 
