@@ -58,6 +58,8 @@ class FakeHost:
         self.groups: dict[str, FakeGroup] = {}
         self.proc_groups: dict[int, str] = {}
         self.kernel_threads: set[int] = set()  # pids whose stat flags carry PF_KTHREAD
+        self.proc_rss_kb: dict[int, int] = {}  # VmRSS where not the default (the pid, kB)
+        self.proc_majflt: dict[int, int] = {}  # major faults so far (stat field 12)
         os.makedirs(f"{base}/proc/self", exist_ok=True)
         with open(f"{base}/proc/self/mountinfo", "w") as f:
             f.write(MOUNTINFO)
@@ -109,8 +111,10 @@ class FakeHost:
                 f.write(f"0::{path}\n")
             with open(f"{d}/stat", "w") as f:
                 flags = 4194560 | (0x00200000 if pid in self.kernel_threads else 0)
-                f.write(f"{pid} (proc{pid}) S 1 {pid} {pid} 0 -1 {flags} 0 0 0 0 0\n")
+                majflt = self.proc_majflt.get(pid, 0)
+                f.write(f"{pid} (proc{pid}) S 1 {pid} {pid} 0 -1 {flags} 0 0 {majflt} 0 0\n")
             with open(f"{d}/status", "w") as f:
-                f.write(f"Name:\tproc{pid}\nVmRSS:\t{pid} kB\nVmSwap:\t0 kB\n")
+                rss = self.proc_rss_kb.get(pid, pid)
+                f.write(f"Name:\tproc{pid}\nVmRSS:\t{rss} kB\nVmSwap:\t0 kB\n")
             with open(f"{d}/cmdline", "w") as f:
                 f.write(f"proc{pid}\0--flag\0")

@@ -313,6 +313,76 @@ def test_processes_in_the_root_cgroup_a_process_is_killed_instead(tmp_path) -> N
     assert backend.calls[0][:2] == ("kill_process", "pid:400")
 
 
+def _mixed_root(tmp_path, *, hog_rss_kb: int) -> FakeHost:
+    """A host without systemd: most processes in the root cgroup (a hog, pid 700,
+    among them), beside one small group of its own (a container, 100 MiB)."""
+    h = FakeHost(str(tmp_path))
+    h.add("/", pids=[1, 300, 700])
+    h.proc_rss_kb[700] = hog_rss_kb
+    h.add("/ctr", pids=[800], current=100 * MiB, anon=100 * MiB)
+    return h
+
+
+def _drive_faulting(h: FakeHost, engine: Engine, seconds: float, *, pid: int,
+                    faults_per_step: int, thrash: str | None = None) -> list[dict]:
+    records: list[dict] = []
+    t = 0.0
+    while t < seconds - 1e-9:
+        h.proc_majflt[pid] = h.proc_majflt.get(pid, 0) + faults_per_step
+        got, t = drive(h, engine, 0.25, t, thrash=thrash, root_full=80.0, pages_s=400)
+        records += got
+    return records
+
+
+HOST_RULE = {"name": "host", "monitor": "/", "window": "2s", "for": "1s",
+             "all": {"memory_pressure_full_above": "40%"}}
+
+
+def test_a_hog_in_the_root_cgroup_outranks_a_small_group_beside_it(tmp_path) -> None:
+    """The bystander bug on hosts without systemd: the only group is a small
+    container, the consumer is a process in the root cgroup. Its own figures (major
+    faults: its swap-ins; Pss+SwapPss) rank it first, and it alone is killed."""
+    h = _mixed_root(tmp_path, hog_rss_kb=2 * 1024 * 1024)
+    engine, backend, _ = make_engine(h, [HOST_RULE])
+    records = _drive_faulting(h, engine, 4.0, pid=700, faults_per_step=5000,
+                              thrash="/ctr")  # the container refaults a little too
+    assert len(records) == 1, records
+    rec = records[0]
+    assert rec["action"] == "kill-process" and rec["victim"] == "/", rec
+    assert rec["process"]["pid"] == 700 and rec["process"]["major_faults"] > 0
+    assert "outranks every candidate group" in rec["why_process"]
+    assert [c["path"] for c in rec["candidates"]] == ["/ctr"]  # what it was weighed against
+    assert backend.calls[0][:2] == ("kill_process", "pid:700")
+
+
+def test_a_thrashing_group_outranks_an_idle_process_in_the_root_cgroup(tmp_path) -> None:
+    """The other way round: the container thrashes, the big process in the root
+    cgroup is idle (no major faults): the container is the victim, as before."""
+    h = _mixed_root(tmp_path, hog_rss_kb=2 * 1024 * 1024)
+    engine, backend, _ = make_engine(h, [HOST_RULE])
+    records = _drive_faulting(h, engine, 4.0, pid=700, faults_per_step=0, thrash="/ctr")
+    assert len(records) == 1, records
+    assert records[0]["action"] == "kill" and records[0]["victim"] == "/ctr"
+    assert backend.calls[0][0] == "kill_cgroup"
+    assert "process" not in records[0]
+
+
+def test_named_candidates_keep_processes_in_the_root_cgroup_out(tmp_path) -> None:
+    """An operator who named the groups that may be acted on gets one of them."""
+    h = _mixed_root(tmp_path, hog_rss_kb=2 * 1024 * 1024)
+    engine, _, _ = make_engine(h, [{**HOST_RULE, "candidates": ["ctr"]}])
+    records = _drive_faulting(h, engine, 4.0, pid=700, faults_per_step=5000)
+    assert len(records) == 1 and records[0]["victim"] == "/ctr", records
+
+
+def test_a_small_process_in_the_root_cgroup_does_not_outrank_the_group(tmp_path) -> None:
+    """Equal faults (none), and the process is smaller: the group, on memory."""
+    h = _mixed_root(tmp_path, hog_rss_kb=10 * 1024)
+    engine, _, _ = make_engine(h, [HOST_RULE])
+    records = _drive_faulting(h, engine, 4.0, pid=700, faults_per_step=0)
+    assert len(records) == 1 and records[0]["victim"] == "/ctr", records
+
+
 def test_a_freeze_policy_never_falls_back_to_a_process(tmp_path) -> None:
     h = FakeHost(str(tmp_path))
     h.add("/", pids=[1, 300])

@@ -134,3 +134,75 @@ def test_shipped_default_ends_a_thrashing_limited_group_and_spares_the_rest(tmp_
     assert calm_alive and bystander_alive, summary
     added = {x["policy"] for x in lines if x.get("message") == "policy instance added"}
     assert {f"domain-thrash@{calm.v2_rel}", f"domain-thrash@{box_path}"} <= added
+
+
+def test_a_thrashing_process_directly_in_a_domain_goes_before_its_small_child(
+        tmp_path) -> None:
+    """Processes beside a group, not in one (issue: "with processes in the root cgroup
+    it finds no victim"; the mixed form killed the bystander group first): a limited
+    group holds stress-ng directly and a small child group holding a bystander. The
+    shipped default kills the thrashing process, on its own figures (major faults,
+    Pss+SwapPss), and leaves the child group alone.
+
+    stress-ng runs with --oomable: without it, stress-ng takes a SIGKILLed worker for
+    the kernel OOM killer's and starts it again (a real program's behaviour)."""
+    require_real_kernel()
+    if shutil.which("stress-ng") is None:
+        pytest.skip("real-kernel test skipped: stress-ng missing (apt-get install stress-ng)")
+    from zoomdlab.lab.cgroups import LabCgroups
+    from zoomdlab.lab.lock import lab_lock
+    from zoomdlab.lab.swap import zram_swap
+
+    config = _daemon_config(tmp_path)
+    log_path = tmp_path / "daemon.log"
+    with lab_lock(), zram_swap(4 << 30), LabCgroups() as lab:
+        if lab.memory_mode == "none":
+            pytest.skip("real-kernel test skipped: no memory controller (v1 or v2)")
+        dom = lab.child("dom", LIMIT)
+        small = lab.child("dom/small")
+        # On a hybrid host the bystander's memory is the domain's (its v1 cgroup), as a
+        # container's sidecar group would be; only its v2 group is its own.
+        small = dataclasses.replace(small, v1_path=dom.v1_path)
+        with open(log_path, "w") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "zoomd", "run", "--config", config,
+                 "--duration", str(RUN_S)], stdout=log, stderr=subprocess.STDOUT)
+        ended_at = None
+        try:
+            time.sleep(2.0)
+            by = lab.start(small, [sys.executable, "-m", "zoomdlab.lab.workload",
+                                   "bystander", "--duration", str(RUN_S)],
+                           stdout=subprocess.DEVNULL)
+            started = time.monotonic()
+            thrash = lab.start(dom, [
+                "stress-ng", "--vm", "1", "--vm-bytes", str(int(LIMIT * 1.5)), "--vm-keep",
+                "--vm-method", "prime-0", "--oomable", "--timeout", f"{int(RUN_S)}s",
+                "--quiet"], stdout=subprocess.DEVNULL)
+            while time.monotonic() - started < RUN_S - 6 and daemon.poll() is None:
+                time.sleep(1.0)
+                if thrash.poll() is not None:
+                    ended_at = time.monotonic() - started
+                    break
+            time.sleep(3.0)
+            bystander_alive = by.poll() is None
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+    text = log_path.read_text()
+    print(text)
+    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+    acted = [x for x in lines if x.get("level") == "notice" and "victim" in x
+             and not x["dry_run"]]
+    summary = {"thrash_ended_s": ended_at,
+               "acted": [(r["policy"], r["action"], r["victim"],
+                          (r.get("process") or {}).get("name")) for r in acted]}
+    print(json.dumps(summary))
+    assert acted, summary
+    first = acted[0]
+    assert first["policy"].startswith("domain-") and first["victim"] == dom.v2_rel, summary
+    assert first["action"] == "kill-process" and first["result"]["ok"], summary
+    assert first["process"]["name"].startswith("stress-ng"), summary
+    assert [c["path"] for c in first["candidates"]] == [small.v2_rel], first
+    assert all(r["victim"] == dom.v2_rel for r in acted), summary  # never dom/small
+    assert ended_at is not None, summary
+    assert bystander_alive, summary

@@ -29,7 +29,7 @@ from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
 from zoomd.daemon.policy_stalls import PolicyStalls, uses_protected_stall
-from zoomd.daemon.processes import ProcessChoice, choose_process
+from zoomd.daemon.processes import ProcessChoice, choose_process, major_faults
 from zoomd.daemon.sample import GroupSample, History
 from zoomd.daemon.triggers import (
     TURNOVER_WINDOW_S,
@@ -39,8 +39,9 @@ from zoomd.daemon.triggers import (
     window_figures,
 )
 from zoomd.errors import ZoomdError
-from zoomd.kernel.cgroups import CgroupReader
+from zoomd.kernel.cgroups import MAX_PIDS_OWNED, CgroupReader
 from zoomd.kernel.hotfile import FdBudget, process_budget
+from zoomd.kinds import RankKey
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 
@@ -68,6 +69,8 @@ class PolicyState:
     pending_since: float | None = None
     quiet_until: float = 0.0
     baseline: dict[str, cand_mod.Candidate] = field(default_factory=dict)
+    # Major faults of the processes directly in the watched group at the same start.
+    process_faults: dict[int, int] = field(default_factory=dict)
     frozen: dict[str, FrozenGroup] = field(default_factory=dict)
     last_figures: WindowFigures | None = None
     last_no_victim_log: float = -1e9
@@ -275,10 +278,12 @@ class Engine:
             if not holds:
                 state.pending_since = None
                 state.baseline.clear()
+                state.process_faults.clear()
                 continue
             if state.pending_since is None:
                 state.pending_since = now
                 state.baseline = self._baseline(state, host)
+                state.process_faults = self._process_faults(state)
                 self.logger.info("conditions hold, waiting", policy=state.policy.name,
                                  **{"for": state.policy.for_})
             if now - state.pending_since < state.policy.for_ or now < state.quiet_until \
@@ -334,17 +339,68 @@ class Engine:
             self.stalls.memory_pct([c.path for c in found])  # first sight: rates later
         return {c.path: c for c in found}
 
+    def _processes_compete(self, state: PolicyState) -> bool:
+        """Whether the processes directly in the watched group compete with its child
+        groups for the victim: on hosts without systemd most processes sit in the root
+        cgroup beside a few groups (containers, a test's group), and a container's
+        processes beside its sidecars' groups; the biggest consumer may be any of them.
+        Not where the operator named the groups that may be acted on (candidates other
+        than any child), nor for freeze."""
+        policy = state.policy
+        return policy.action != "freeze" and any(g in ("*", "**") for g in policy.candidates)
+
+    def _process_faults(self, state: PolicyState) -> dict[int, int]:
+        """Major faults of each process directly in the watched group, read when the
+        conditions begin to hold: the start of the period their deltas rank over."""
+        if not self._processes_compete(state) or not (
+                {"refaults", "pgscan"} & set(state.policy.rank)):
+            return {}
+        faults: dict[int, int] = {}
+        try:
+            pids = self.reader.procs(state.monitor.path)
+        except (OSError, ZoomdError):
+            return {}
+        for pid in pids[:MAX_PIDS_OWNED]:
+            count = major_faults(self.reader, pid)
+            if count is not None:
+                faults[pid] = count
+        return faults
+
+    def _with_faults(self, state: PolicyState, process: ProcessChoice) -> ProcessChoice:
+        """The process with its major faults over the pending period; None (unknown,
+        ranked as 0) when it was not there, or not read, when the period began."""
+        then = state.process_faults.get(process.pid)
+        now = major_faults(self.reader, process.pid)
+        if then is None or now is None or now < then:
+            return process
+        return dataclasses.replace(process, major_faults=now - then)
+
+    @staticmethod
+    def _outranks(process: ProcessChoice, path: str, group: cand_mod.Candidate,
+                  keys: tuple[RankKey, ...]) -> bool:
+        """Whether a process directly in `path` comes before the first candidate group
+        under the policy's rank, each on its own figures: the process's major faults
+        for refaults (and pgscan), its own share (Pss + SwapPss) for memory, SwapPss
+        for swap; none for pressure or stalls, which single processes do not have."""
+        own = cand_mod.Candidate(path=path, memory=process.size,
+                                 swap=process.swap_pss if process.swap_pss is not None
+                                 else process.swap)
+        if process.major_faults is not None:
+            own.deltas["refaults"] = process.major_faults
+        return cand_mod.rank([group, own], keys)[0] is own
+
     def _backend_for(self, policy: Policy) -> tuple[ActionBackend, bool]:
         dry = self.dry_run or policy.dry_run
         return (self.dry_backend if dry else self.backend), dry
 
     def _choose(self, state: PolicyState, host: HostSnapshot,
                 ) -> tuple[list[cand_mod.Candidate], dict[str, str],
-                           dict[str, dict[str, Any]], ProcessChoice | None] | None:
+                           dict[str, dict[str, Any]], ProcessChoice | None, str] | None:
         """The victim choice: candidates ranked (the first is the victim), the groups
-        skipped and why, the stall figures ranked on, and, when no group may be acted
-        on, the process chosen instead (see _process_fallback); None when nothing may
-        be chosen (logged)."""
+        skipped and why, the stall figures ranked on, and the process chosen instead
+        with why: when no group may be acted on (see _process_fallback), or when the
+        largest process directly in the watched group outranks every group (see
+        _processes_compete); None when nothing may be chosen (logged)."""
         policy = state.policy
         try:
             found, skipped = cand_mod.collect(self.reader, policy, state.monitor.path,
@@ -364,17 +420,28 @@ class Engine:
         ranked = cand_mod.rank(found, policy.rank)
         ranked = cand_mod.drop_kernel_thread_holders(self.reader, ranked, skipped,
                                                      SHOWN_CANDIDATES)
+        path = state.monitor.path
         if not ranked:
             process, why_not = self._process_fallback(state)
             if process is not None:
-                return ranked, skipped, stall_figures, process
+                return (ranked, skipped, stall_figures, self._with_faults(state, process),
+                        f"no candidate group in {path}: the largest process directly in it")
             if host.monotonic - state.last_no_victim_log > 30:
                 self.logger.warning("conditions hold but no candidate", policy=policy.name,
                                     skipped=skipped or None, process=why_not)
                 state.last_no_victim_log = host.monotonic
             return None
         cand_mod.fill_record_figures(self.reader, ranked[:SHOWN_CANDIDATES])
-        return ranked, skipped, stall_figures, None
+        if ranked[0].path != path and self._processes_compete(state):
+            process, _ = self._process_fallback(state)
+            if process is not None:
+                process = self._with_faults(state, process)
+                if self._outranks(process, path, ranked[0], policy.rank):
+                    return (ranked, skipped, stall_figures, process,
+                            f"the largest process directly in {path} outranks every "
+                            f"candidate group (rank {', '.join(policy.rank)}: its own "
+                            "major faults and Pss+SwapPss against each group's figures)")
+        return ranked, skipped, stall_figures, None, ""
 
     def _process_fallback(self, state: PolicyState) -> tuple[ProcessChoice | None, str]:
         """No group to act on (every process directly in the root cgroup, or in a
@@ -401,7 +468,7 @@ class Engine:
         chosen = self._choose(state, host)
         if chosen is None:
             return None
-        ranked, skipped, stall_figures, process = chosen
+        ranked, skipped, stall_figures, process, why_process = chosen
         policy = state.policy
         backend, dry = self._backend_for(policy)
         if process is not None:
@@ -422,8 +489,7 @@ class Engine:
                                     state.domain.limit, "source": state.domain.source}
             if process is not None:
                 record["process"] = process.to_json()
-                record["why_process"] = (f"no candidate group in {victim_path}: the "
-                                         "largest process directly in it")
+                record["why_process"] = why_process
             return record
 
         hooks = None

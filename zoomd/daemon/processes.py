@@ -40,6 +40,9 @@ class ProcessChoice:
     preferred: bool
     pss: int | None = None  # bytes, with swap_pss: None where smaps_rollup is unreadable
     swap_pss: int | None = None
+    # Major faults since the policy's conditions began to hold (pages it had to wait
+    # for: swap-ins and file reads), when that start was seen; see major_faults().
+    major_faults: int | None = None
 
     @property
     def size(self) -> int:
@@ -53,7 +56,23 @@ class ProcessChoice:
                 "swap_bytes": self.swap, "pss_bytes": self.pss,
                 "swap_pss_bytes": self.swap_pss, "ranked_bytes": self.size,
                 "basis": "smaps_rollup" if self.pss is not None else "status",
-                "preferred": self.preferred}
+                "preferred": self.preferred, "major_faults": self.major_faults}
+
+
+def major_faults(reader: CgroupReader, pid: int) -> int | None:
+    """The process's major faults so far (/proc/PID/stat, field 12): each one a page it
+    had to wait for, a swap-in from zram included (one page per fault: zram is read
+    synchronously, without swap readahead). It is the process's own refault figure,
+    which groups have in memory.stat and single processes have nowhere else; None
+    when it exited or the line is not what the kernel writes."""
+    text = reader.root.read_optional(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    # fields[0] is the state (3rd field): majflt, the 12th, is fields[9].
+    if len(fields) > 9 and is_decimal(fields[9]):
+        return int(fields[9])
+    return None
 
 
 def _own_share(reader: CgroupReader, pid: int) -> tuple[int | None, int | None]:
