@@ -10,6 +10,7 @@ import errno
 import os
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel import tap
 from zoomd.kernel.keyvalue import is_decimal
 
 
@@ -33,7 +34,10 @@ def read_text(path: str) -> str:
             data = f.read()
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, path) from None
-    return data.decode("utf-8", "replace")
+    text = data.decode("utf-8", "replace")
+    if tap.ACTIVE is not None:  # a dry run's preview names pids the trace must hold
+        tap.ACTIVE.read(path, text)
+    return text
 
 
 def read_pids(path: str) -> list[int]:
@@ -71,6 +75,8 @@ def subtree_pids(group_dir: str, *, vanished_ok: bool = False) -> list[int]:
                 subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
         except FileNotFoundError:
             continue
+        if tap.ACTIVE is not None:
+            tap.ACTIVE.listing(directory, [os.path.basename(d) for d in subdirs], True)
         for sub in subdirs:
             try:
                 more = read_pids(os.path.join(sub, "cgroup.procs"))

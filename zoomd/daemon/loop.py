@@ -30,7 +30,7 @@ from zoomd.daemon.sdnotify import Notifier
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj, vital_groups
 from zoomd.errors import ZoomdError, exit_status
 from zoomd.host import HostReader
-from zoomd.kernel import hotfile
+from zoomd.kernel import hotfile, tap
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
 
@@ -49,6 +49,8 @@ class Daemon:
         self.config, self.config_files = load_runtime_config(config_path, secure=True)
         self.logger = logger or Logger(self.config.daemon.log_format,
                                        self.config.daemon.log_level)
+        # --record: the trace is a tap on every read from here on (start-up's too).
+        self.tap = tap.start("/" if root.is_live else root.path) if record else None
         self.host = HostReader(root)
         self.cgroups = CgroupReader(root)
         # The descriptors watched groups may keep open (their files, PSI triggers),
@@ -196,6 +198,8 @@ class Daemon:
     # -- loop ---------------------------------------------------------------------------
     def tick(self) -> list[dict]:
         started = time.monotonic()
+        if self.tap is not None:
+            self.tap.begin()  # what the trace's sample holds: this tick's first reads
         for ext in self.extensions:
             ext.before_tick()
         snap = self.host.sample()

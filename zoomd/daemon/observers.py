@@ -30,35 +30,35 @@ def monitored(daemon: Any) -> tuple[str, ...]:
 
 
 class TraceObserver:
-    """`zoomd run --record FILE`: every tick's files and decisions into a trace."""
+    """`zoomd run --record FILE`: every tick's reads (the daemon's tap) and decisions."""
 
     def __init__(self, daemon: Any, path: str) -> None:
         from zoomd.daemon.selfprotect import vital_groups
-        from zoomd.trace.recorder import TickRecorder
+        from zoomd.trace.recorder import TapRecorder
 
         self.daemon = daemon
-        self._generation = daemon.engine.generation
-        self.recorder = TickRecorder(
-            path, daemon.root, scope=daemon.scope, monitors=monitored(daemon),
-            page_size=daemon.host.page_size, vital_groups=vital_groups(daemon.root),
+        self.recorder = TapRecorder(
+            path, daemon.tap, scope=daemon.scope, page_size=daemon.host.page_size,
+            vital_groups=vital_groups(daemon.root),
             extra={"recorder": "zoomd run", "dry_run": bool(daemon.engine.dry_run),
-                   "config_files": list(daemon.config_files)})
+                   "config_files": list(daemon.config_files),
+                   "monitors": list(monitored(daemon)), "tap": True})
 
     def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
-        if daemon.engine.generation != self._generation:  # template instances came/went
-            self._generation = daemon.engine.generation
-            self.recorder.set_monitors(monitored(daemon))
-        self.recorder.sample(snap.monotonic)
+        pass  # the tap hears the tick's reads as they happen; observe() hands them on
 
     def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
                 records: list[dict[str, Any]], seconds: float) -> None:
-        self.recorder.records(snap.monotonic, records)
+        self.recorder.tick(snap, records)
 
     def on_reload(self, daemon: Any) -> None:
-        self.recorder.set_monitors(monitored(daemon))
+        pass
 
     def close(self) -> None:
+        from zoomd.kernel import tap
+
         self.recorder.close()
+        tap.stop(self.recorder.tap)
         writer = self.recorder.writer
         self.daemon.logger.info("trace closed", path=writer.trace.path,
                                 samples=writer.trace.samples, dropped=writer.dropped,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel import tap
 from zoomd.kernel.keyvalue import (
     is_decimal,
     kernel_fields,
@@ -165,16 +166,18 @@ def _read_int_file(root: Root, path: str, name: str) -> int | None:
 
 def _child_groups(directory: str, cgpath: str) -> list[str]:
     """The child groups of the group at `directory` (its path: `cgpath`), sorted."""
+    names: list[str] = []
     try:
         # cgroupfs (kernfs), tmpfs and ext4 count a directory's subdirectories in its
         # link count: 2 means none, and one stat() spares listing ~20 files.
-        if os.stat(directory).st_nlink == 2:
-            return []
-        # d_type from getdents: no stat() per file of the group.
-        with os.scandir(directory) as entries:
-            names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        if os.stat(directory).st_nlink != 2:
+            # d_type from getdents: no stat() per file of the group.
+            with os.scandir(directory) as entries:
+                names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
     except OSError:
-        return []
+        names = []
+    if tap.ACTIVE is not None:  # a trace is written: it forgets the groups gone
+        tap.ACTIVE.listing(directory, names, dirs_only=True)
     base = cgpath.rstrip("/")
     return [f"{base}/{name}" for name in sorted(names)]
 

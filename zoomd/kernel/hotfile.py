@@ -11,6 +11,7 @@ import os
 import resource
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel import tap
 from zoomd.kernel.root import MAX_READ_BYTES, NotKernelFile, open_kernel_file, read_text_once
 
 # Descriptors left for everything that is not kept open: reads of files seen once
@@ -128,9 +129,12 @@ class HotFile:
 
     def read(self) -> str:
         try:
-            return self.read_bytes().decode("utf-8")
+            text = self.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
             raise KernelFileError(self.path, "not valid UTF-8 text") from None
+        if tap.ACTIVE is not None:  # a trace is written: it keeps this very text
+            tap.ACTIVE.read(self.path, text)
+        return text
 
     @property
     def fd(self) -> int | None:
@@ -149,6 +153,12 @@ class HotFile:
 
     def __del__(self) -> None:
         self.close()
+
+
+def _absent(path: str) -> None:
+    """A file found not there (what a trace being written must hear too)."""
+    if tap.ACTIVE is not None:
+        tap.ACTIVE.absent(path)
 
 
 class HotFileCache:
@@ -173,13 +183,13 @@ class HotFileCache:
                 return read_text_once(path)  # absent: None, as below
             if not os.path.exists(path):
                 self._budget.release()
-                return None
+                return _absent(path)
             try:
                 hot = HotFile(path, bufsize=4096)
             except KernelFileError:
                 self._budget.release()
                 if not os.path.exists(path):
-                    return None
+                    return _absent(path)
                 raise
             self._files[path] = hot
         try:
@@ -187,7 +197,7 @@ class HotFileCache:
         except KernelFileError:
             self._drop(path)
             if not os.path.exists(path):
-                return None  # the group went away between ticks
+                return _absent(path)  # the group went away between ticks
             raise
 
     def _drop(self, path: str) -> None:

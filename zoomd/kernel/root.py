@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from zoomd.errors import KernelFileError
+from zoomd.kernel import tap
 
 # What no kernel file is larger than (a root cgroup.procs of a few million PIDs): a
 # captured tree's "meminfo" that is a huge file is refused, not read into memory.
@@ -163,6 +164,8 @@ def read_text_once(full: str, absent_ok: bool = True) -> str | None:
         data = _read_all(full)
     except FileNotFoundError:
         if absent_ok:
+            if tap.ACTIVE is not None:
+                tap.ACTIVE.absent(full)
             return None
         raise KernelFileError(full, "missing") from None
     except PermissionError:
@@ -173,12 +176,17 @@ def read_text_once(full: str, absent_ok: bool = True) -> str | None:
         # ENOTDIR: a parent is no directory (absent); ESRCH: /proc/PID of a process
         # that exited after the open; ENODEV: a cgroup file after its rmdir.
         if absent_ok and exc.errno in (errno.ENOTDIR, errno.ESRCH, errno.ENODEV):
+            if tap.ACTIVE is not None:
+                tap.ACTIVE.absent(full)
             return None
         raise KernelFileError(full, f"unreadable ({exc.strerror or exc})") from None
     try:
-        return data.decode("utf-8", errors="strict")
+        text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         raise KernelFileError(full, "not valid UTF-8 text") from None
+    if tap.ACTIVE is not None:  # a trace is written: it keeps this very text
+        tap.ACTIVE.read(full, text)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +249,12 @@ class Root:
 
     def listdir(self, kernel_path: str) -> list[str]:
         try:
-            return sorted(os.listdir(self._inside(kernel_path)))
+            names = sorted(os.listdir(self._inside(kernel_path)))
         except OSError:
-            return []
+            names = []
+        if tap.ACTIVE is not None:
+            tap.ACTIVE.listing(self.join(kernel_path), names, dirs_only=False)
+        return names
 
     def realpath(self, kernel_path: str) -> str:
         """Resolve symlinks inside the root; the answer is again a kernel path (in a

@@ -7,6 +7,12 @@ Lines, after the header:
   {"t": ..., "record": {...}}  a decision record of the live daemon
 Paths are kernel paths; names starting with "@" are zoomd's own facts (swap device
 verdicts), not files.
+
+A trace written by `zoomd run --record` (header "tap": true) holds what the daemon's
+readers read (zoomd/kernel/tap.py), with the tick's stamp unrounded; a sample may
+also say "over_budget": n (reads of the tick not kept: its memory bound was spent)
+and "reread_changed": n (files read twice in the tick with different text: the
+trace holds the first). Readers of version 1 ignore both: the version is unchanged.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
-"""Recording: `zoomd record` on its own clock, and `zoomd run --record` after every tick.
+"""Recording: `zoomd run --record` from the tap after every tick, `zoomd record` on its
+own clock.
 
-Files are read in the caller's thread, at the moment they describe; encoding, diffs,
-compression and the disk belong to the writer thread, so a slow disk costs dropped
-samples (counted in the trace) and never a late tick.
+The daemon's trace is a tap (zoomd/kernel/tap.py): it holds the text each reader got,
+never a re-read, so a replay of the same configuration reads the bytes the decision
+used. `zoomd record` has no engine to tap and reads its file sets itself (capture.py).
+Encoding, diffs, compression and the disk belong to the writer thread, so a slow disk
+costs dropped samples (counted in the trace) and never a late tick.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -17,13 +21,16 @@ from zoomd.daemon.engine import scoped
 from zoomd.errors import ZoomdError, exit_status
 from zoomd.host import default_page_size
 from zoomd.kernel.root import Root
+from zoomd.kernel.tap import FileTap
+from zoomd.model.snapshot import HostSnapshot, SwapDevice
 from zoomd.trace.capture import (
     DEFAULT_STATIC_EVERY,
     DEFAULT_SUBTREE_EVERY,
     Capturer,
     record_paths_exist,
 )
-from zoomd.trace.format import make_header
+from zoomd.trace.format import SWAP_KINDS, make_header
+from zoomd.trace.tapped import Changes, TapState
 from zoomd.trace.writer import DEFAULT_KEEP, DEFAULT_MAX_BYTES, BackgroundWriter, TraceFile
 
 
@@ -34,6 +41,66 @@ def monitors_of(config_path: str | None, scope: str) -> tuple[str, ...]:
 
     config, _ = load_config(config_path)
     return tuple(sorted({scoped(p.monitor, scope) for p in config.policy}))
+
+
+def swap_kinds_text(devices: tuple[SwapDevice, ...]) -> str:
+    """The sampler's own verdicts on the swap devices, as the trace keeps them (replay
+    cannot walk sysfs and mountinfo from a few files): JSON, sorted, stable."""
+    return json.dumps({d.entry.path: [d.kind.kind, d.kind.ram_backed, d.kind.block_device,
+                                      d.kind.via] for d in devices}, sort_keys=True)
+
+
+def _open_trace(path: str, header: dict[str, Any], max_bytes: int, keep: int) -> TraceFile:
+    try:
+        return TraceFile(path, header, max_bytes=max_bytes, keep=keep)
+    except OSError as exc:
+        raise ZoomdError(f"{path}: cannot write the trace ({exc.strerror or exc})") \
+            from None
+
+
+class TapRecorder:
+    """`zoomd run --record`: after each tick, what the tap heard and the tick's records.
+
+    Memory: the tap holds references to the texts the readers made (bounded a tick by
+    its max_bytes); the state holds the last text of each file; what goes to the writer
+    is the changes. A sample the writer could not take keeps its changes for the next.
+    """
+
+    def __init__(self, path: str, file_tap: FileTap, *, scope: str, page_size: int,
+                 vital_groups: tuple[str, ...] = (), max_bytes: int = DEFAULT_MAX_BYTES,
+                 keep: int = DEFAULT_KEEP, hostname: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        header = make_header(page_size=page_size, scope=scope, started_wall=time.time(),
+                             hostname=hostname, vital_groups=list(vital_groups),
+                             **(extra or {}))
+        self.tap = file_tap
+        self.state = TapState()
+        self.writer = BackgroundWriter(_open_trace(path, header, max_bytes, keep))
+        self._pending: Changes = {}
+        self._swaps: tuple[object, ...] | None = None
+
+    def tick(self, snap: HostSnapshot, records: list[dict[str, Any]]) -> None:
+        """The tick is over: hand its reads (as changes) and records to the writer."""
+        take = self.tap.take()
+        changes = self.state.apply(take)
+        swaps = tuple((d.entry.path, d.kind) for d in snap.swaps)
+        if swaps != self._swaps:
+            self._swaps = swaps
+            changes[SWAP_KINDS] = swap_kinds_text(snap.swaps)
+        if self._pending:
+            self._pending.update(changes)
+            changes = self._pending
+        extra = {"over_budget": take.over_budget, "reread_changed": take.reread_changed} \
+            if take.over_budget or take.reread_changed else None
+        taken = self.writer.submit_tick(snap.monotonic, time.time(), changes, records, extra)
+        self._pending = {} if taken else changes
+
+    @property
+    def dropped(self) -> int:
+        return self.writer.dropped
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class TickRecorder:
@@ -58,12 +125,7 @@ class TickRecorder:
                              started_wall=time.time(), hostname=hostname,
                              vital_groups=list(vital_groups), monitors=list(monitors),
                              **(extra or {}))
-        try:
-            trace = TraceFile(path, header, max_bytes=max_bytes, keep=keep)
-        except OSError as exc:
-            raise ZoomdError(f"{path}: cannot write the trace ({exc.strerror or exc})") \
-                from None
-        self.writer = BackgroundWriter(trace)
+        self.writer = BackgroundWriter(_open_trace(path, header, max_bytes, keep))
 
     def sample(self, t: float) -> None:
         """Read the files now and queue them as the sample stamped `t`."""

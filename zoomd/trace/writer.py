@@ -98,6 +98,7 @@ class TraceFile:
         self._out: IO[bytes] | None = None
         self._last_flush = 0.0
         self._reopen = False  # a rotation failed half-way: reopen before the next line
+        self._unsent: dict[str, str | None] = {}
         check_trace_path(path, keep)
         self._open()
 
@@ -202,10 +203,54 @@ class TraceFile:
             self._flush()
         self._maybe_rotate()
 
-    def record(self, t: float, record: dict[str, Any]) -> None:
+    def sample_changes(self, t: float, wall: float, changes: dict[str, str | None],
+                       dropped: int = 0, extra: dict[str, int] | None = None) -> None:
+        """Append one sample given as what changed since the last (None: gone), as the
+        tap's state hands it over; written as a diff, or everything (keyframe)."""
+        # Changes of a line lost to a write error go out with this one (a file read
+        # once would be lost from the trace otherwise).
+        self._unsent.update(changes)
+        self._ensure_open()
+        changes, self._unsent = self._unsent, {}
+        current = dict(self._current)
+        diff: dict[str, str | None] = {}
+        for path, text in changes.items():
+            if text is None:
+                if current.pop(path, None) is not None:
+                    diff[path] = None
+            elif current.get(path) != text:
+                current[path] = text
+                diff[path] = text
+        # The stamp as the engine had it (not rounded): a replay computes with the
+        # very times the live tick did.
+        line: dict[str, Any] = {"t": t, "wall": round(wall, 3)}
+        if self._since_key >= self.keyframe_every:
+            line["key"] = True
+            line["files"] = current
+            self._since_key = 0
+        else:
+            line["files"] = diff
+        if dropped:
+            line["dropped"] = dropped
+        for name, count in (extra or {}).items():
+            if count:
+                line[name] = count
+        try:
+            self._write(line)
+        except (OSError, ValueError):
+            self._unsent = diff
+            raise
+        self._current = current
+        self._since_key += 1
+        self.samples += 1
+        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
+            self._flush()
+        self._maybe_rotate()
+
+    def record(self, t: float, record: dict[str, Any], exact: bool = False) -> None:
         """Append a decision record, flushed at once: decisions must survive a crash."""
         self._ensure_open()
-        self._write({"t": round(t, 4), "record": record})
+        self._write({"t": t if exact else round(t, 4), "record": record})
         self._flush()
 
     def close(self) -> None:
@@ -249,6 +294,24 @@ class BackgroundWriter:
         self._pending_drops = 0
         return True
 
+    def submit_tick(self, t: float, wall: float, changes: dict[str, str | None],
+                    records: list[dict[str, Any]], extra: dict[str, int] | None = None,
+                    ) -> bool:
+        """Queue a tick: its sample (as changes) and then its decision records, in that
+        order. False when the writer is behind: the sample is dropped (and counted),
+        the records wait beside the queue; the caller keeps the changes for the next."""
+        try:
+            self._queue.put_nowait(("tick", t, wall, changes, self._pending_drops,
+                                    records, extra))
+        except queue.Full:
+            self._pending_drops += 1
+            self.dropped += 1
+            for record in records:
+                self.submit_record(t, record)
+            return False
+        self._pending_drops = 0
+        return True
+
     def submit_record(self, t: float, record: dict[str, Any]) -> None:
         """Records wait beside the queue and go out before the next sample."""
         self._records.append((t, record))
@@ -271,6 +334,12 @@ class BackgroundWriter:
             self._drain_records()
             if item is _STOP:
                 return
+            if isinstance(item, tuple) and item[0] == "tick":
+                _, t, wall, changes, drops, records, extra = item
+                self._guard(self.trace.sample_changes, t, wall, changes, drops, extra)
+                for record in records:
+                    self._guard(self.trace.record, t, record, True)
+                continue
             t, wall, sets, drops = item  # type: ignore[misc]
             self._guard(self.trace.sample, t, wall, sets, drops)
 
