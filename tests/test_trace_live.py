@@ -4,6 +4,7 @@ whose replay must reproduce the daemon's own decisions."""
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from realkernel import require_real_kernel
+from samedecisions import assert_same_decisions
 
 from zoomd.kernel.cgroups import CgroupReader, detect_layout
 from zoomd.kernel.root import Root
@@ -160,7 +162,8 @@ def test_live_cgroup_round_trip(tmp_path: Path, own_group: tuple[str, int]) -> N
 
 @pytest.mark.realkernel
 def test_lab_run_record_replays_the_daemons_own_decisions(tmp_path: Path) -> None:
-    """zoomd run --dry-run --record on the thrash lab; replay = the live records."""
+    """zoomd run --dry-run --record on the thrash lab (zram swap, the lab's groups, under
+    the lab lock: run_scenario); replay gives the live records, field for field."""
     require_real_kernel()
     from zoomdlab.lab.scenario import ScenarioConfig, run_scenario
 
@@ -170,6 +173,9 @@ def test_lab_run_record_replays_the_daemons_own_decisions(tmp_path: Path) -> Non
     run_scenario(ScenarioConfig(scenario="thrash", duration=15.0, out=str(out),
                                 daemon=daemon))
     trace = out / "trace.jsonl.gz"
+    reader = TraceReader(str(trace))
+    assert reader.header.get("tap") is True  # the daemon's reads, not a second reader
+    samples = [e for e in reader.events() if isinstance(e, Sample)]
     specs = load_specs([DEFAULT])
     result = Replayer(str(trace), specs).run()
     report = build_report([result], specs)["traces"][0]
@@ -181,3 +187,14 @@ def test_lab_run_record_replays_the_daemons_own_decisions(tmp_path: Path) -> Non
     assert replayed == live
     assert all(v.endswith("/workload") for _, v in live)
     assert result.dropped == 0 and not result.warnings
+    assert_same_decisions([x["record"] for x in result.live], result.runs[0].decisions)
+    # The trace kept every read of every tick (none over the tap's bound).
+    with gzip.open(trace, "rt") as handle:
+        lines = [json.loads(line) for line in handle]
+    assert not any(line.get("over_budget") for line in lines)
+    print(json.dumps({"reread_changed": sum(line.get("reread_changed", 0) for line in lines)}))
+    with MaterialisedTree() as tree:
+        for sample in samples:
+            tree.apply(sample)
+        verdicts = json.loads(tree.facts["@swap_kinds"])
+    assert any(v[0] == "zram" and v[1] is True for v in verdicts.values()), verdicts

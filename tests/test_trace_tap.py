@@ -4,7 +4,6 @@ recorded decision replays to the same record."""
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 from fakecgroupfs import FakeHost
+from samedecisions import assert_same_decisions
 
 from zoomd.daemon.log import Logger
 from zoomd.daemon.loop import Daemon
@@ -43,13 +43,6 @@ rank = ["memory"]
 [policy.all]
 memory_pressure_full_above = "40%"
 """
-
-# What a replayed record may differ in from the live one, and why: `time` is the
-# wall clock (replay stamps the sample's), `monotonic` the engine rounds to ms while
-# replay gives the sample's own stamp, `result.method` names the backend that
-# answered (the live dry run's, or replay's).
-DIFFERS = ("time", "monotonic")
-
 
 @pytest.fixture(autouse=True)
 def no_tap_left():
@@ -119,36 +112,6 @@ def host(tmp_path: Path) -> FakeHost:
     lab.add("/lab/work", pids=[4242], current=500 * MiB, anon=480 * MiB)
     lab.add("/lab/small", pids=[4243], current=20 * MiB, anon=10 * MiB)
     return lab
-
-
-def differences(live: Any, replayed: Any, where: str = "") -> list[str]:
-    """Paths of the fields that differ (lists element by element)."""
-    if isinstance(live, dict) and isinstance(replayed, dict):
-        out = []
-        for key in sorted(set(live) | set(replayed)):
-            out += differences(live.get(key, "<none>"), replayed.get(key, "<none>"),
-                               f"{where}.{key}")
-        return out
-    if isinstance(live, list) and isinstance(replayed, list) and len(live) == len(replayed):
-        return [d for i, (a, b) in enumerate(zip(live, replayed, strict=True))
-                for d in differences(a, b, f"{where}[{i}]")]
-    return [] if live == replayed else [f"{where}: {live!r} != {replayed!r}"]
-
-
-def assert_same_decisions(live: list[dict[str, Any]], replayed: list[dict[str, Any]],
-                          root: str = "") -> None:
-    """Field for field, but for what DIFFERS documents (`root`: a live daemon's root
-    that is not /, which its paths carry and replay's, in kernel paths, do not)."""
-    assert len(replayed) == len(live)
-    for a, b in zip(live, replayed, strict=True):
-        text = json.dumps(a)
-        a = json.loads(text.replace(json.dumps(root)[1:-1] + "/", "/") if root else text)
-        b = json.loads(json.dumps(b))
-        assert a["monotonic"] == round(b["monotonic"], 3)
-        assert a["result"].pop("method") == "dry-run" and b["result"].pop("method") == "replay"
-        for key in DIFFERS:
-            a.pop(key), b.pop(key)
-        assert differences(a, b) == []
 
 
 def test_the_trace_holds_what_the_sampler_read_and_replays_to_the_same_record(
