@@ -41,10 +41,11 @@ from synthhost import SynthHost  # noqa: E402
 
 from zoomd.actions.backend import RecordingBackend  # noqa: E402
 from zoomd.config.load import shipped_config_path  # noqa: E402
-from zoomd.config.schema import Config, Policy  # noqa: E402
+from zoomd.config.runtime import Config, Policy  # noqa: E402
+from zoomd.config.schema import validate  # noqa: E402
 from zoomd.daemon import candidates as cand_mod  # noqa: E402
 from zoomd.daemon.engine import SHOWN_CANDIDATES, Engine  # noqa: E402
-from zoomd.daemon.hostmodel import HostModel, model_params  # noqa: E402
+from zoomd.daemon.hostmodel import HostModel  # noqa: E402
 from zoomd.daemon.log import Logger  # noqa: E402
 from zoomd.host import HostReader  # noqa: E402
 from zoomd.kernel import hotfile  # noqa: E402
@@ -71,7 +72,7 @@ def stats_ms(times: list[float]) -> dict[str, float]:
 
 
 def policies(monitors: list[str]) -> Config:
-    return Config.model_validate({"policy": [
+    return validate({"policy": [
         {"name": f"p{i}", "monitor": m, "window": "2s", "for": "1s", "all": CALM}
         for i, m in enumerate(monitors)]})
 
@@ -84,7 +85,7 @@ def time_ticks(root: Root, config: Config, ticks: int, scope: str = "/",
                     Logger("json", "warning", open(os.devnull, "w")),  # noqa: SIM115
                     scope=scope, vital_groups=("/init.scope",), page_size=4096,
                     fd_budget=fd_budget)
-    model = HostModel(model_params(config))
+    model = HostModel(config.reclaim)
     total, sample, engine_t = [], [], []
     t = 0.0
     try:
@@ -124,7 +125,8 @@ def watched_every_group(root: Root, leaves: list[str], n: int) -> dict[str, Any]
 
 def time_ranking(reader: CgroupReader, monitor: str, runs: int) -> dict[str, Any]:
     """collect (walk, read, exclude) + deltas + rank, as a firing policy does."""
-    policy = Policy(name="p", monitor=monitor, all=CALM, rank=("refaults", "memory"))
+    policy = validate({"name": "p", "monitor": monitor, "all": CALM,
+                       "rank": ("refaults", "memory")}, Policy)
     ex = cand_mod.Exclusions(("/init.scope",), ("/init.scope",))
     walk, full = [], []
     found: list = []

@@ -35,9 +35,8 @@ from synthhost import SynthHost, write  # noqa: E402
 
 from zoomd.actions.backend import RecordingBackend  # noqa: E402
 from zoomd.config.load import load_config, shipped_config_path  # noqa: E402
-from zoomd.config.runtime import as_runtime  # noqa: E402
 from zoomd.daemon.engine import DISCOVERY_S_PER_GROUP, Engine  # noqa: E402
-from zoomd.daemon.hostmodel import HostModel, model_params  # noqa: E402
+from zoomd.daemon.hostmodel import HostModel  # noqa: E402
 from zoomd.daemon.log import Logger  # noqa: E402
 from zoomd.daemon.templates import discover_for, instances  # noqa: E402
 from zoomd.host import HostReader  # noqa: E402
@@ -58,7 +57,7 @@ def build(groups: int, limited: int) -> SynthHost:
 def measure(groups: int, limited: int, repeats: int) -> dict[str, object]:
     host = build(groups, limited)
     try:
-        config = as_runtime(load_config(shipped_config_path())[0])
+        config = load_config(shipped_config_path())[0]
         templates = [p for p in config.policy if p.select == "limited"]
         reader = CgroupReader(host.root)
         best_discovery = float("inf")
@@ -73,7 +72,7 @@ def measure(groups: int, limited: int, repeats: int) -> dict[str, object]:
                         Logger("json", "error", io.StringIO()), vital_groups=("/init.scope",),
                         page_size=4096)
         hosts = HostReader(host.root, page_size=4096)
-        model = HostModel(model_params(config))
+        model = HostModel(config.reclaim)
         t = 0.0
         ticks: list[float] = []
         for i in range(max(10, repeats * 5)):

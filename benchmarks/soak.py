@@ -37,9 +37,9 @@ from synthhost import SynthHost  # noqa: E402
 
 from zoomd.actions.backend import FinishedAtOnce  # noqa: E402
 from zoomd.actions.outcome import ActionOutcome  # noqa: E402
-from zoomd.config.schema import Config  # noqa: E402
+from zoomd.config.schema import validate  # noqa: E402
 from zoomd.daemon.engine import Engine  # noqa: E402
-from zoomd.daemon.hostmodel import HostModel, model_params  # noqa: E402
+from zoomd.daemon.hostmodel import HostModel  # noqa: E402
 from zoomd.daemon.log import Logger  # noqa: E402
 from zoomd.host import HostReader  # noqa: E402
 from zoomd.kernel.cgroups import CgroupReader  # noqa: E402
@@ -113,13 +113,13 @@ def soak(sim_seconds: float = 3600.0, groups: int = 200, seed: int = 1,
     gc.collect()  # what earlier code left for the collector is not the soak's to count
     host = SynthHost(base, groups, seed)
     rng = host.rng
-    config = Config.model_validate({"policy": POLICIES})
+    config = validate({"policy": POLICIES})
     backend = SyntheticEffects(host)
     devnull = open(os.devnull, "w")  # noqa: SIM115 - closed below
     reader = HostReader(host.root, page_size=4096)
     engine = Engine(config, CgroupReader(host.root), backend, Logger("json", "info", devnull),
                     vital_groups=("/init.scope",), page_size=4096)
-    model = HostModel(model_params(config))
+    model = HostModel(config.reclaim)
     leaves = [p for p in host.groups if p.endswith(".service")]
     t, ticks, wall0 = 0.0, 0, time.monotonic()
     thrashing: list[str] = []

@@ -7,7 +7,7 @@ import random
 import pytest
 from fakecgroupfs import FakeHost
 
-from zoomd.config.schema import Conditions, Policy
+from zoomd.config.runtime import Conditions, Policy
 from zoomd.daemon.candidates import (
     Candidate,
     Exclusions,

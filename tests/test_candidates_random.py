@@ -20,11 +20,18 @@ from fuzzkit import FUZZ, count, dump_counts
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zoomd.config.schema import Policy
+from zoomd.config.runtime import Policy
+from zoomd.config.schema import validate
 from zoomd.daemon.candidates import Exclusions, collect, rank
 from zoomd.daemon.globs import is_ancestor_or_self, matches
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
+
+
+def validate_policy(**keys) -> Policy:
+    """A policy as zoomd.toml would give it: tables as dicts, values as written."""
+    return validate(keys, Policy)
+
 
 SHM = "/dev/shm"
 
@@ -120,7 +127,7 @@ def test_no_protected_omitted_or_vital_group_is_ever_chosen(spec) -> None:
     base = tempfile.mkdtemp(prefix="zoomd-tree-", dir=SHM)
     try:
         host = build(base, spec)
-        policy = Policy(name="p", all={"reclaim_activity": True},
+        policy = validate_policy(name="p", all={"reclaim_activity": True},
                         protect=spec["policy_protect"], prefer=spec["prefer"],
                         avoid=spec["avoid"], rank=("memory",))
         vital = (spec["pid1"], spec["own"])
@@ -165,7 +172,7 @@ def test_group_inside_a_protected_one_is_protected() -> None:
     try:
         host = _host(base)
         found, skipped = collect(CgroupReader(Root(host.base)),
-                                 Policy(name="p", all={"reclaim_activity": True}), "/",
+                                 validate_policy(name="p", all={"reclaim_activity": True}), "/",
                                  Exclusions(("/svc",), ()))
         assert skipped["/svc/payload"] == "inside protected /svc"
         assert [c.path for c in found] == ["/batch", "/other"]
@@ -180,7 +187,7 @@ def test_omit_covers_the_subtree_both_ways() -> None:
         os.setxattr(host.dir("/svc"), "user.oomd_omit", b"1")
         os.setxattr(host.dir("/batch/job"), "user.oomd_omit", b"1")
         found, skipped = collect(CgroupReader(Root(host.base)),
-                                 Policy(name="p", all={"reclaim_activity": True}), "/",
+                                 validate_policy(name="p", all={"reclaim_activity": True}), "/",
                                  Exclusions((), ()))
         assert skipped["/svc/payload"] == "inside /svc (user.oomd_omit)"
         assert skipped["/batch"] == "contains /batch/job (user.oomd_omit)"
@@ -194,12 +201,12 @@ def test_records_show_swap_although_ranking_did_not_need_it(tmp_path) -> None:
 
     host = FakeHost(str(tmp_path))
     host.add("/a", pids=[10], current=900, swap=77)
-    policy = Policy(name="p", all={"reclaim_activity": True}, rank=("memory",))
+    policy = validate_policy(name="p", all={"reclaim_activity": True}, rank=("memory",))
     reader = CgroupReader(Root(host.base))
     found, _ = collect(reader, policy, "/", Exclusions((), ()))
     assert found[0].memory == 900 and not found[0].swap_read
     fill_record_figures(reader, found)
     assert found[0].to_json(policy.rank)["swap_bytes"] == 77
-    swap_ranked, _ = collect(reader, Policy(name="q", all={"reclaim_activity": True},
+    swap_ranked, _ = collect(reader, validate_policy(name="q", all={"reclaim_activity": True},
                                             rank=("swap",)), "/", Exclusions((), ()))
     assert swap_ranked[0].swap == 77 and swap_ranked[0].swap_read

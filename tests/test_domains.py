@@ -15,7 +15,7 @@ from builders import GiB, meminfo, snapshot, zram_swap
 from fakecgroupfs import FakeHost
 
 from zoomd.actions.backend import RecordingBackend
-from zoomd.config.schema import Config
+from zoomd.config.schema import validate
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon.domains import discover
 from zoomd.daemon.engine import Engine
@@ -107,7 +107,7 @@ def test_a_bystander_is_never_credited_with_an_ancestor_memory_cgroup(tmp_path) 
 
 def test_candidates_say_which_basis_they_were_ranked_on(tmp_path) -> None:
     reader = CgroupReader(Root(lab_session(tmp_path).base))
-    policy = Config.model_validate({"policy": [{
+    policy = validate({"policy": [{
         "name": "p", "monitor": "/lab", "all": {"memory_pressure_full_above": "40%"}}]}).policy[0]
     found, _ = cand_mod.collect(reader, policy, "/lab", cand_mod.Exclusions((), ()),
                                       check_kthreads=False)
@@ -191,7 +191,7 @@ def host_snapshot(t: float, full_us: int = 0):
 
 def make_engine(host: FakeHost, policies: list[dict], scope: str = "/"):
     stream = io.StringIO()
-    cfg = Config.model_validate({"daemon": {"discover_interval": "1s"}, "policy": policies})
+    cfg = validate({"daemon": {"discover_interval": "1s"}, "policy": policies})
     backend = RecordingBackend()
     engine = Engine(cfg, CgroupReader(Root(host.base)), backend,
                     Logger("json", "debug", stream), scope=scope, vital_groups=(),

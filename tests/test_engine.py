@@ -11,7 +11,8 @@ from builders import GiB, meminfo, snapshot, zram_swap
 from fakecgroupfs import FakeHost
 
 from zoomd.actions.backend import DryRunBackend, RecordingBackend
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config, plain
+from zoomd.config.schema import Invalid, validate
 from zoomd.daemon.engine import Engine, scoped
 from zoomd.daemon.log import Logger
 from zoomd.kernel.cgroups import CgroupReader
@@ -29,7 +30,7 @@ def config(**policy_overrides) -> Config:
         "any": {"refault_rate_above": "15%", "anon_efficiency_below": "25%"},
     }
     policy.update(policy_overrides)
-    return Config.model_validate({"policy": [policy]})
+    return validate({"policy": [policy]})
 
 
 @pytest.fixture
@@ -288,8 +289,8 @@ def test_hooks_run_around_the_action(lab, tmp_path) -> None:
     out_before, out_after = tmp_path / "before.json", tmp_path / "after.json"
     code = ("import json, os, sys; json.dump({k: v for k, v in os.environ.items() "
             "if k.startswith('ZOOMD_')}, open(sys.argv[1], 'w'))")
-    cfg = Config.model_validate({
-        **config().model_dump(by_alias=True),
+    cfg = validate({
+        **plain(config()),
         "hook": [
             {"name": "pre", "when": "before", "command": [sys.executable, "-c", code,
                                                           str(out_before)]},
@@ -314,12 +315,10 @@ def test_hooks_run_around_the_action(lab, tmp_path) -> None:
 
 
 def test_hook_command_must_be_an_argv_list() -> None:
-    from pydantic import ValidationError
-
-    with pytest.raises(ValidationError, match="argv list"):
-        Config.model_validate({"hook": [{"name": "x", "command": "logger hi"}]})
-    with pytest.raises(ValidationError, match="absolute path"):
-        Config.model_validate({"hook": [{"name": "x", "command": ["logger", "hi"]}]})
+    with pytest.raises(Invalid, match="argv list"):
+        validate({"hook": [{"name": "x", "command": "logger hi"}]})
+    with pytest.raises(Invalid, match="absolute path"):
+        validate({"hook": [{"name": "x", "command": ["logger", "hi"]}]})
 
 
 class FakeDelays:
@@ -382,7 +381,7 @@ def test_an_action_quiets_the_other_policies_on_the_same_group(lab) -> None:
             "all": {"memory_pressure_full_above": "40%", "refault_rate_above": "2%"}}
     other = {"name": "other", "monitor": "/workload", "window": "2s", "for": "30s",
              "all": {"memory_pressure_full_above": "40%"}}
-    cfg = Config.model_validate({"policy": [fast, slow, other]})
+    cfg = validate({"policy": [fast, slow, other]})
     backend = RecordingBackend()
     engine, _ = make_engine(lab, cfg, backend)
     d = Driver(lab, engine)

@@ -23,7 +23,8 @@ from fakecgroupfs import FakeHost
 from zoomd.actions import kill as kill_mod
 from zoomd.actions.backend import CgroupfsBackend, RecordingBackend
 from zoomd.actions.kill import kill_cgroup
-from zoomd.config.schema import Config, Policy
+from zoomd.config.runtime import Config, Policy
+from zoomd.config.schema import validate
 from zoomd.daemon import psitrigger
 from zoomd.daemon.candidates import Exclusions, collect
 from zoomd.daemon.engine import Engine
@@ -34,6 +35,12 @@ from zoomd.kernel import root as root_mod
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
 from zoomd.model.reclaim import ModelParams, estimate
+
+
+def validate_policy(**keys) -> Policy:
+    """A policy as zoomd.toml would give it: tables as dicts, values as written."""
+    return validate(keys, Policy)
+
 
 MiB = 1 << 20
 
@@ -70,7 +77,7 @@ def policy_config(**overrides) -> Config:
               "rank": ["memory"], "post_action_delay": "1h",
               "all": {"memory_pressure_full_above": "40%"}}
     policy.update(overrides)
-    return Config.model_validate({"policy": [policy]})
+    return validate({"policy": [policy]})
 
 
 def lab(base: str, pids: dict[str, list[int]] | None = None) -> FakeHost:
@@ -136,7 +143,7 @@ def test_candidate_vanishes_between_listing_and_reading(tmp_path, monkeypatch, a
 
     monkeypatch.setattr(root_mod, "_open", open_then_gone)
     found, skipped = collect(CgroupReader(Root(h.base)),
-                             Policy(name="p", all={"reclaim_activity": True}), "/lab",
+                             validate_policy(name="p", all={"reclaim_activity": True}), "/lab",
                              Exclusions((), ()))
     assert skipped == {"/lab/big": "vanished"}
     assert [c.path for c in found] == ["/lab/mid", "/lab/small"]
@@ -157,7 +164,7 @@ def test_candidate_files_vanish_after_open(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setattr(root_mod, "_open", racing_open)
     found, skipped = collect(CgroupReader(Root(h.base)),
-                             Policy(name="p", all={"reclaim_activity": True}), "/lab",
+                             validate_policy(name="p", all={"reclaim_activity": True}), "/lab",
                              Exclusions((), ()))
     assert skipped == {"/lab/mid": "vanished"}
     assert [c.path for c in found] == ["/lab/big", "/lab/small"]
@@ -188,7 +195,7 @@ def test_unreadable_monitored_group_stops_only_its_policy(tmp_path, monkeypatch)
     # warns (once) and waits, the other goes on acting; when the group is created again,
     # its policy watches it again.
     h = lab(str(tmp_path))
-    cfg = Config.model_validate({"policy": [
+    cfg = validate({"policy": [
         {"name": "lab", "monitor": "/", "window": "1s", "for": "0s", "rank": ["memory"],
          "post_action_delay": "2s", "all": {"memory_pressure_full_above": "40%"}},
         {"name": "big", "monitor": "/big", "window": "1s", "for": "0s",
@@ -340,7 +347,7 @@ def test_threaded_subtree_is_a_candidate_as_a_whole(tmp_path) -> None:
     with open(h.dir("/lab/big") + "/cgroup.type", "w") as f:
         f.write("domain threaded\n")
     found, _ = collect(CgroupReader(Root(h.base)),
-                       Policy(name="p", all={"reclaim_activity": True}), "/lab",
+                       validate_policy(name="p", all={"reclaim_activity": True}), "/lab",
                        Exclusions((), ()))
     assert "/lab/big" in [c.path for c in found]
 

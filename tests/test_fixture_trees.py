@@ -117,7 +117,7 @@ def test_mixed_host_model_by_hand(tree_path) -> None:
         "compression": int(zram_free * (1 - 1 / ratio) + (anon - zram_free)),
     }
     for mode, anon_expected in expect.items():
-        est = estimate(snap, None, ModelParams(mode=mode))
+        est = estimate(snap, None, ModelParams(anon=mode))
         assert est.anon_reclaimable == pytest.approx(anon_expected, abs=4096), mode
         assert est.effective_available == pytest.approx(
             free_above_min + file + anon_expected, abs=4096)
@@ -126,8 +126,8 @@ def test_mixed_host_model_by_hand(tree_path) -> None:
 
 def test_rfc_brownout_kernel_retries_while_zoomd_sees_little(tree_path) -> None:
     snap = sample(tree_path("rfc-brownout"))
-    kernel = estimate(snap, None, ModelParams(mode="kernel"))
-    ram = estimate(snap, None, ModelParams(mode="ram-backed"))
+    kernel = estimate(snap, None, ModelParams(anon="kernel"))
+    ram = estimate(snap, None, ModelParams(anon="ram-backed"))
     assert kernel.kernel_would_retry
     assert ram.anon_reclaimable == 0
     # The kernel believes several times more is reclaimable than the file LRU zoomd keeps.

@@ -9,6 +9,7 @@ duration, no negative size, no percentage outside 0..100.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -19,7 +20,6 @@ import pytest
 from fuzzkit import FUZZ, count, dump_counts, mutated, only_zoomd_errors
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
 from zoomd.config.load import dump_config, load_config, shipped_config_path
 from zoomd.config.units import Size
@@ -178,8 +178,8 @@ DOCUMENT = st.fixed_dictionaries({}, optional={
 # -- properties ---------------------------------------------------------------------------
 def numbers_of(obj: object, where: str = ""):
     """Every number held in a loaded configuration, with where it sits."""
-    if isinstance(obj, BaseModel):
-        for name in type(obj).model_fields:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, Size):
+        for name in (f.name for f in dataclasses.fields(obj)):
             yield from numbers_of(getattr(obj, name), f"{where}.{name}")
     elif isinstance(obj, tuple | list):
         for i, item in enumerate(obj):

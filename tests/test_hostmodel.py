@@ -42,7 +42,7 @@ def run(model: HostModel, profile: list[tuple[float, int, float]], step: float =
 def test_onset_burst_does_not_shut_anon() -> None:
     # 1.5 s of scanning referenced pages at 0% (200 MB/s), then a clean 95% swap-out:
     # the 5 s window reads far below 30% for seconds, the gate stays open.
-    model = HostModel(ModelParams(mode="auto", efficiency_sustain_s=5.0))
+    model = HostModel(ModelParams(anon="auto", efficiency_sustain=5.0))
     out = run(model, [(1.5, 50_000, 0.0), (10.0, 5_000, 0.95)])
     assert min(e.anon_efficiency_pct for _, e in out if e.anon_efficiency_pct is not None) < 10
     assert all(e.anon_reclaimable > 0 for _, e in out)
@@ -50,7 +50,7 @@ def test_onset_burst_does_not_shut_anon() -> None:
 
 
 def test_sustained_failure_shuts_anon_after_the_sustain_time() -> None:
-    model = HostModel(ModelParams(mode="auto", efficiency_sustain_s=5.0))
+    model = HostModel(ModelParams(anon="auto", efficiency_sustain=5.0))
     out = run(model, [(2.0, 5_000, 0.95), (10.0, 20_000, 0.2)])
     shut = [t for t, e in out if e.anon_reclaimable == 0]
     assert shut, "a 10 s failure at 20% must shut the gate"
@@ -61,25 +61,25 @@ def test_sustained_failure_shuts_anon_after_the_sustain_time() -> None:
 
 
 def test_a_good_step_reopens_the_gate_and_restarts_the_clock() -> None:
-    model = HostModel(ModelParams(mode="auto", efficiency_sustain_s=5.0))
+    model = HostModel(ModelParams(anon="auto", efficiency_sustain=5.0))
     out = run(model, [(4.0, 20_000, 0.2), (1.0, 20_000, 0.9), (4.0, 20_000, 0.2)])
     assert all(e.anon_reclaimable > 0 for _, e in out)
 
 
 def test_steps_without_scans_are_no_evidence_of_failure() -> None:
-    model = HostModel(ModelParams(mode="auto", efficiency_sustain_s=3.0, min_scanned_pages=256))
+    model = HostModel(ModelParams(anon="auto", efficiency_sustain=3.0, min_scanned_pages=256))
     out = run(model, [(2.0, 20_000, 0.1), (2.0, 0, 0.0), (2.0, 20_000, 0.1)])
     assert all(e.anon_reclaimable > 0 for _, e in out)
 
 
 def test_zero_sustain_is_the_window_alone() -> None:
-    model = HostModel(ModelParams(mode="auto", efficiency_sustain_s=0.0))
+    model = HostModel(ModelParams(anon="auto", efficiency_sustain=0.0))
     out = run(model, [(3.0, 20_000, 0.1)])
     assert out[-1][1].anon_reclaimable == 0
 
 
 def test_other_modes_ignore_the_gate() -> None:
-    model = HostModel(ModelParams(mode="compression", efficiency_sustain_s=1.0))
+    model = HostModel(ModelParams(anon="compression", efficiency_sustain=1.0))
     out = run(model, [(8.0, 20_000, 0.1)])
     assert all(e.anon_reclaimable > 0 for _, e in out)
     assert out[-1][1].anon_by_mode["auto"] == 0

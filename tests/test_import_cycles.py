@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "zoomd"
 # README's layout table, bottom up: (layer, module prefixes). A module belongs to the
 # layer of its longest matching prefix.
 LAYERS = (
-    ("base", ("zoomd", "zoomd.errors", "zoomd.isolated", "zoomd.kinds")),
+    ("base", ("zoomd", "zoomd.errors", "zoomd.isolated", "zoomd.kinds", "zoomd.config.units")),
     ("kernel", ("zoomd.kernel",)),
     ("model", ("zoomd.model",)),
     ("sampling", ("zoomd.host", "zoomd.stallsampler", "zoomd.status", "zoomd.diagnose")),

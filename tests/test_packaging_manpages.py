@@ -22,7 +22,8 @@ from zoomd.cli.manpage import (
     undocumented_keys,
 )
 from zoomd.cli.parser_walk import options, subcommands
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config
+from zoomd.config.units import Size
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = {
@@ -65,17 +66,17 @@ def test_every_schema_key_is_documented_in_the_shipped_toml() -> None:
 
 def _schema_paths(model: type = Config, prefix: str = "") -> set[str]:
     """Every key path of the schema, walked independently of zoomd.cli.manpage."""
+    import dataclasses
     import typing
 
-    from pydantic import BaseModel
-
     paths: set[str] = set()
-    for name, info in model.model_fields.items():
-        key = f"{prefix}.{info.alias or name}" if prefix else (info.alias or name)
-        ann = info.annotation
+    hints = typing.get_type_hints(model)
+    for info in dataclasses.fields(model):
+        name = "for" if info.name == "for_" else info.name
+        key = f"{prefix}.{name}" if prefix else name
+        ann = hints[info.name]
         args = [a for a in typing.get_args(ann) if isinstance(a, type)] or [ann]
-        sub = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)),
-                   None)
+        sub = next((a for a in args if dataclasses.is_dataclass(a) and a is not Size), None)
         if sub is not None:
             paths |= _schema_paths(sub, key)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakecgroupfs import FakeHost
 
-from zoomd.config.schema import ProcessRules
+from zoomd.config.runtime import ProcessRules
 from zoomd.daemon.processes import choose_process
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root

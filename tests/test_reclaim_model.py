@@ -40,14 +40,14 @@ def _rfc_host():
 
 
 def test_kernel_mode_counts_all_anon_while_slots_are_free() -> None:
-    est = estimate(_rfc_host(), None, ModelParams(mode="kernel"))
+    est = estimate(_rfc_host(), None, ModelParams(anon="kernel"))
     assert est.kernel_reclaimable == 320 * GiB
     assert est.anon_reclaimable == 300 * GiB
     assert est.kernel_would_retry
 
 
 def test_ram_backed_mode_counts_no_anon_on_zram_only_host() -> None:
-    est = estimate(_rfc_host(), None, ModelParams(mode="ram-backed"))
+    est = estimate(_rfc_host(), None, ModelParams(anon="ram-backed"))
     assert est.anon_reclaimable == 0
     # free above min (100-68 MiB) + file 20 GiB
     assert est.effective_available == 32 * MiB + 20 * GiB
@@ -55,22 +55,22 @@ def test_ram_backed_mode_counts_no_anon_on_zram_only_host() -> None:
 
 def test_efficiency_mode_with_the_rfc_ratio_drops_anon() -> None:
     w = window(244_000_000, 52_000_000, 42_000_000, 33_000_000)
-    est = estimate(_rfc_host(), w, ModelParams(mode="efficiency", min_anon_efficiency_pct=30))
+    est = estimate(_rfc_host(), w, ModelParams(anon="efficiency", min_anon_efficiency=30))
     assert est.anon_efficiency_pct == pytest.approx(21.311, abs=0.001)
     assert est.file_efficiency_pct == pytest.approx(78.571, abs=0.001)
     assert est.anon_reclaimable == 0
     # With a working reclaim (50%) the same mode keeps the kernel's figure.
-    ok = estimate(_rfc_host(), window(1000, 500), ModelParams(mode="efficiency"))
+    ok = estimate(_rfc_host(), window(1000, 500), ModelParams(anon="efficiency"))
     assert ok.anon_reclaimable == 300 * GiB
     # No evidence: the kernel's figure, not a guess.
-    none = estimate(_rfc_host(), window(10, 1), ModelParams(mode="efficiency"))
+    none = estimate(_rfc_host(), window(10, 1), ModelParams(anon="efficiency"))
     assert none.anon_efficiency_pct is None
     assert none.anon_reclaimable == 300 * GiB
 
 
 def test_compression_mode_nets_out_the_pool_cost() -> None:
     # ratio 2.5 (orig / mem_used_total): each page moved frees 1 - 1/2.5 = 0.6 of a page.
-    est = estimate(_rfc_host(), None, ModelParams(mode="compression"))
+    est = estimate(_rfc_host(), None, ModelParams(anon="compression"))
     # Bounded by anon (300 GiB), free slots (340 GiB) and headroom*ratio
     # ((377 - 14.8) GiB * 2.5, far more): moved = 300 GiB, freed = 180 GiB.
     assert est.anon_reclaimable == pytest.approx(180 * GiB, rel=1e-6)
@@ -80,7 +80,7 @@ def test_compression_bounded_by_pool_limit() -> None:
     # mem_limit 2 GiB, pool uses 1 GiB: 1 GiB headroom * ratio 3 = 3 GiB movable.
     zram = zram_swap(16 * GiB, 3 * GiB, orig=3 * GiB, mem_used=1 * GiB, mem_limit=2 * GiB)
     mem = meminfo(8 * GiB, 0, anon=6 * GiB, file=0, swap_total=16 * GiB, swap_free=13 * GiB)
-    est = estimate(snapshot(mem, (zram,), min_free=0), None, ModelParams(mode="compression"))
+    est = estimate(snapshot(mem, (zram,), min_free=0), None, ModelParams(anon="compression"))
     assert est.anon_reclaimable == pytest.approx(3 * GiB * (1 - 1 / 3), rel=1e-6)
 
 
@@ -88,7 +88,7 @@ def test_compression_assumed_ratio_for_empty_device() -> None:
     zram = zram_swap(4 * GiB, 0, orig=0, mem_used=0)
     mem = meminfo(8 * GiB, 0, anon=1 * GiB, file=0, swap_total=4 * GiB, swap_free=4 * GiB)
     est = estimate(snapshot(mem, (zram,), min_free=0), None,
-                   ModelParams(mode="compression", assumed_compression_ratio=4.0))
+                   ModelParams(anon="compression", assumed_compression_ratio=4.0))
     assert est.anon_reclaimable == int(GiB * 0.75)
 
 
@@ -99,17 +99,17 @@ def test_mixed_host_disk_slots_count_fully() -> None:
                   swap_free=int(1.5 * GiB))
     snap = snapshot(mem, (zram, disk), min_free=0)
     assert not snap.all_ram_backed
-    rb = estimate(snap, None, ModelParams(mode="ram-backed"))
+    rb = estimate(snap, None, ModelParams(anon="ram-backed"))
     assert rb.anon_reclaimable == int(1.5 * GiB)
-    comp = estimate(snap, None, ModelParams(mode="compression"))
+    comp = estimate(snap, None, ModelParams(anon="compression"))
     assert comp.anon_reclaimable == int(1.5 * GiB)
 
 
 def test_auto_is_compression_gated_by_efficiency() -> None:
     snap = _rfc_host()
-    good = estimate(snap, window(10_000, 5_000), ModelParams(mode="auto"))
+    good = estimate(snap, window(10_000, 5_000), ModelParams(anon="auto"))
     assert good.anon_reclaimable == pytest.approx(180 * GiB, rel=1e-6)
-    bad = estimate(snap, window(244_000, 52_000), ModelParams(mode="auto"))
+    bad = estimate(snap, window(244_000, 52_000), ModelParams(anon="auto"))
     assert bad.anon_reclaimable == 0
     assert bad.anon_by_mode["kernel"] == 300 * GiB
 
@@ -118,7 +118,7 @@ def test_no_swap_means_no_anon_in_any_mode() -> None:
     mem = meminfo(8 * GiB, 1 * GiB, anon=4 * GiB, file=1 * GiB)
     snap = snapshot(mem, (), min_free=100 * MiB)
     for mode in ("kernel", "ram-backed", "efficiency", "compression", "auto"):
-        est = estimate(snap, None, ModelParams(mode=mode))
+        est = estimate(snap, None, ModelParams(anon=mode))
         assert est.anon_reclaimable == 0
         assert est.effective_available == 924 * MiB + 1 * GiB
     assert not snap.all_ram_backed
@@ -142,5 +142,5 @@ def test_old_kernel_without_split_counters_gives_no_efficiency() -> None:
     w = reclaim_window(before, after, 1.0)
     assert w.anon_scanned is None and w.anon_refaults is None
     assert w.file_refaults == 6
-    est = estimate(_rfc_host(), w, ModelParams(mode="auto"))
+    est = estimate(_rfc_host(), w, ModelParams(anon="auto"))
     assert est.anon_efficiency_pct is None

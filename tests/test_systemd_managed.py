@@ -12,7 +12,7 @@ from fakecgroupfs import FakeHost
 
 from zoomd.actions.backend import RecordingBackend
 from zoomd.actions.outcome import ActionOutcome
-from zoomd.config.schema import Config, SystemdSection
+from zoomd.config.runtime import Config, SystemdSection
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.log import Logger
 from zoomd.kernel.cgroups import CgroupReader

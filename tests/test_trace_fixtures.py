@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from zoomd.config.schema import Config
+from zoomd.config.schema import validate
 from zoomd.daemon import candidates as cand_mod
 from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
@@ -242,7 +242,7 @@ def test_readers_see_a_recorded_tree_as_the_tree(tmp_path: Path, name: str) -> N
         for group in capturer._groups():
             assert again.memory(group) == live.memory(group), group
             assert again.procs(group) == live.procs(group), group
-        policy = Config.model_validate(
+        policy = validate(
             {"policy": [{"name": "x", "any": {"refault_rate_above": "1%"}}]}).policy[0]
         ex = cand_mod.Exclusions((), ())
         assert cand_mod.collect(again, policy, "/", ex) == \

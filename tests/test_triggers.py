@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zoomd.config.schema import Conditions
+from zoomd.config.runtime import Conditions
 from zoomd.daemon.sample import GroupSample, History
 from zoomd.daemon.triggers import conditions_hold, window_figures
 

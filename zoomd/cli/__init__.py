@@ -26,7 +26,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
         print(render_oomctl(args.config, Root(args.root)), end="")
         return 0
-    params = ModelParams(mode=args.mode)
+    params = ModelParams(anon=args.mode)
     root = Root(args.root)
     try:
         snap, est, window = collect(root, args.sample, params, args.page_size)
@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_hidden_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """`zoomd manpage` and `zoomd completion`, without help (argparse leaves them out
-    of the listing). zoomd.cli.manpage reads the pydantic schema: imported only when
-    one of them runs, so that `zoomd run` never loads pydantic."""
+    of the listing). zoomd.cli.manpage imports the loader (and so pydantic): imported
+    only when one of them runs, so that `zoomd run` never loads pydantic."""
 
     def manpage(args: argparse.Namespace) -> int:
         from zoomd.cli.manpage import render

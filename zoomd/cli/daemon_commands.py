@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from zoomd.cli import argtypes
+
+if TYPE_CHECKING:
+    from zoomd.config.runtime import Config
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -41,15 +45,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _instance_lines(config: object, root: str, scope: str) -> list[str]:
+def _instance_lines(config: Config, root: str, scope: str) -> list[str]:
     """What each policy template applies to on this host now (as `run` would start)."""
-    from zoomd.config.runtime import as_runtime
     from zoomd.daemon.templates import instances_now, templates_of
     from zoomd.errors import ZoomdError
     from zoomd.kernel.cgroups import CgroupReader
     from zoomd.kernel.root import Root
 
-    templates = templates_of(as_runtime(config).policy, scope)
+    templates = templates_of(config.policy, scope)
     if not templates:
         return []
     try:

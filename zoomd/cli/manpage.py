@@ -2,7 +2,7 @@
 
 zoomd(8) is built from the argparse parser (`zoomd.cli.build_parser()`): every
 visible subcommand, option, metavar, choice and default. zoomd.toml(5) is built
-from the configuration schema (`zoomd.config.schema`: every section, key, type and
+from the configuration (`zoomd.config.runtime`: every table, key, type, range and
 default) and from the comments of the shipped zoomd.toml, which documents every
 key: the comment block right above `key = value`, or an entry of a comment table
 (`#   key   text`) such as the one describing [[policy]] keys.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import re
 import types
 import typing
@@ -23,14 +24,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
-from pydantic.fields import FieldInfo
-
 from zoomd import __version__
 from zoomd.cli.parser_walk import metavar, options, subcommands, takes_value
 from zoomd.config import units
 from zoomd.config.load import SYSTEM_CONFIG, toml_value
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config, metadata_of, plain, unit_of
+from zoomd.config.runtime import keys as runtime_keys
 from zoomd.errors import ZoomdError
 
 SECTIONS = ("8", "5")
@@ -394,45 +393,27 @@ class Key:
 class Section:
     paths: list[str]  # ["policy.all", "policy.any"]
     array: bool  # [[policy]]
-    model: type[BaseModel]
+    model: type
     keys: list[Key]
 
 
-def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(annotation)) == 2:
-            return args[0], True
-    return annotation, False
-
-
-def _model_of(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    inner, _ = _unwrap_optional(annotation)
-    if isinstance(inner, type) and issubclass(inner, BaseModel):
-        return inner, False
-    if typing.get_origin(inner) is tuple:
-        args = typing.get_args(inner)
-        if len(args) == 2 and args[1] is Ellipsis and isinstance(args[0], type) \
-                and issubclass(args[0], BaseModel):
-            return args[0], True
+def _table_of(hint: Any) -> tuple[type | None, bool]:
+    """The configuration class a key holds (a table), and whether a list of them."""
+    inner = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+    if dataclasses.is_dataclass(inner) and inner is not units.Size:
+        return inner, inner is not hint  # type: ignore[return-value]
     return None, False
-
-
-def _validator_funcs(metadata: typing.Iterable[Any]) -> set[Any]:
-    return {getattr(m, "func", None) for m in metadata}
 
 
 def _bounds(metadata: typing.Iterable[Any]) -> str:
     lo = hi = None
     for m in metadata:
-        # annotated_types.Ge / Le / MinLen, as pydantic's Field(ge=, le=, min_length=)
-        if getattr(m, "ge", None) is not None:
-            lo = m.ge
-        elif getattr(m, "le", None) is not None:
-            hi = m.le
-        elif getattr(m, "min_length", None):
+        if not isinstance(m, units.Bounds):
+            continue
+        if m.min_length:
             return "non-empty"
+        lo = m.ge if m.ge is not None else lo
+        hi = m.le if m.le is not None else hi
     if lo is not None and hi is not None:
         return f"{lo} to {hi}"
     if lo is not None:
@@ -442,59 +423,42 @@ def _bounds(metadata: typing.Iterable[Any]) -> str:
     return ""
 
 
-def type_name(annotation: Any, metadata: typing.Iterable[Any] = ()) -> str:
-    """A reader's name for a schema type: "duration", "percentage", "list of strings"."""
-    annotation, _ = _unwrap_optional(annotation)
-    meta = list(metadata)
-    if typing.get_origin(annotation) is typing.Annotated:
-        args = typing.get_args(annotation)
-        annotation, meta = args[0], [*meta, *args[1:]]
-    funcs = _validator_funcs(meta)
-    if units.parse_duration in funcs:
-        name = "duration"
-    elif units.parse_percent in funcs:
-        name = "percentage"
-    elif units.parse_size in funcs:
-        name = "size or percentage"
+def type_name(hint: Any) -> str:
+    """A reader's name for a key's type: "duration", "percentage", "list of strings"."""
+    meta = metadata_of(hint)
+    annotation = hint
+    while typing.get_origin(annotation) in (typing.Annotated, typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    unit = unit_of(hint)
+    if unit is not None:
+        name = unit.name
     elif typing.get_origin(annotation) is typing.Literal:
         name = "one of " + ", ".join(f'"{v}"' for v in typing.get_args(annotation))
     elif typing.get_origin(annotation) is tuple:
         item = type_name(typing.get_args(annotation)[0])
         name = "list of " + ("strings" if item == "string" else item)
-    elif annotation is bool:
-        name = "boolean"
-    elif annotation is int:
-        name = "integer"
-    elif annotation is float:
-        name = "number"
-    elif annotation is str:
-        name = "string"
     else:
-        name = getattr(annotation, "__name__", str(annotation))
+        name = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(
+            annotation, getattr(annotation, "__name__", str(annotation)))
     bounds = _bounds(meta)
     return f"{name}, {bounds}" if bounds else name
 
 
-def default_text(info: FieldInfo) -> str:
-    if info.is_required():
+def default_text(info: dataclasses.Field[Any], hint: Any) -> str:
+    if info.default is dataclasses.MISSING:
         return "required"
-    default = info.get_default(call_default_factory=True)
-    if default is None:
+    if info.default is None:
         return "unset"
-    adapter = TypeAdapter(typing.Annotated[info.annotation, *info.metadata]) \
-        if info.metadata else TypeAdapter(info.annotation)
-    return toml_value(adapter.dump_python(default, mode="json"))
+    return toml_value(plain(info.default, hint))
 
 
-def schema_sections(docs: TomlDocs, model: type[BaseModel] = Config,
-                    prefix: str = "") -> list[Section]:
-    """Every table of the schema, depth first, with its keys documented."""
+def schema_sections(docs: TomlDocs, model: type = Config, prefix: str = "") -> list[Section]:
+    """Every table of the configuration, depth first, with its keys documented."""
     keys: list[Key] = []
-    nested: list[tuple[list[str], bool, type[BaseModel]]] = []
-    for name, info in model.model_fields.items():
-        toml_name = info.alias or name
+    nested: list[tuple[list[str], bool, type]] = []
+    for toml_name, info, hint in runtime_keys(model):
         path = f"{prefix}.{toml_name}" if prefix else toml_name
-        sub, array = _model_of(info.annotation)
+        sub, array = _table_of(hint)
         if sub is not None:
             for paths, _, existing in nested:
                 if existing is sub:
@@ -503,8 +467,8 @@ def schema_sections(docs: TomlDocs, model: type[BaseModel] = Config,
             else:
                 nested.append(([path], array, sub))
             continue
-        keys.append(Key(path, toml_name, type_name(info.annotation, info.metadata),
-                        default_text(info), docs.keys.get(path, [])))
+        keys.append(Key(path, toml_name, type_name(hint), default_text(info, hint),
+                        docs.keys.get(path, [])))
     sections: list[Section] = []
     if prefix:
         sections.append(Section([prefix], False, model, keys))
@@ -543,8 +507,9 @@ def render_zoomd_toml5(text: str | None = None) -> str:
         out += [f".SH {esc(_section_title(section))}".replace('"', "")]
         intro = docs.intros.get(section.paths[0]) \
             or docs.header_comments.get(section.paths[0]) or []
-        if section.model.__doc__ and not intro:
-            intro = [section.model.__doc__.strip()]
+        doc = section.model.__doc__ or ""
+        if doc and not doc.startswith(section.model.__name__ + "(") and not intro:
+            intro = [doc.strip()]  # not the signature @dataclass writes when none is
         out += paragraphs(intro)
         for key in section.keys:
             out += [".TP", f"{bold(key.name)} = {italic(key.type)}",

@@ -1,1 +1,1 @@
-"""Configuration: the TOML schema (pydantic), value types, loading with drop-ins."""
+"""Configuration: defined once (runtime), validated with pydantic (schema), drop-ins."""

@@ -2,8 +2,8 @@
 
 The daemon runs zoomd.config.handover as a short-lived, isolated child (`python -I`,
 the daemon's own zoomd; zoomd/isolated.py): the child reads and validates the
-configuration with the pydantic schema, exactly as `zoomd check` does, and hands
-back zoomd/config/runtime.py's plain dataclasses (pickled over a pipe between the
+configuration with pydantic, exactly as `zoomd check` does, and hands back the
+plain dataclasses of zoomd/config/runtime.py (pickled over a pipe between the
 daemon and its own child). Pydantic and its validators (~18 MiB resident) live and
 die with the child. The child's errors come back as the same one-line ConfigError,
 naming the file and the key.
@@ -177,7 +177,6 @@ def _child(argv: list[str]) -> int:
     import argparse
 
     from zoomd.config.load import load_config
-    from zoomd.config.schema import to_runtime
 
     parser = argparse.ArgumentParser(prog="python -m zoomd.config.handover")
     parser.add_argument("--config", default=None)
@@ -189,7 +188,7 @@ def _child(argv: list[str]) -> int:
         # --secure is the daemon's (run, reload): what cannot run here is refused too.
         config, files = load_config(args.config, drop_ins=not args.no_drop_ins,
                                     secure=args.secure, on_host=args.secure)
-        answer = ("ok", to_runtime(config), files)
+        answer = ("ok", config, files)
     except ConfigError as exc:
         answer = ("config-error", exc.path, exc.key, exc.reason)
     except ZoomdError as exc:

@@ -13,9 +13,8 @@ import re
 from importlib import resources
 from typing import Any
 
-from pydantic import ValidationError
-
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config, plain
+from zoomd.config.schema import Invalid, validate
 from zoomd.config.security import check_config_files, must_check, program_refusal
 from zoomd.errors import ConfigError
 
@@ -185,17 +184,10 @@ def load_config(path: str | None = None, drop_ins: bool = True,
     for _, data in sources:
         merged = _merge(merged, data)
     try:
-        config = Config.model_validate(merged)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif err["type"] == "literal_error":
-            message = f"expected {err['ctx']['expected']}, got {err['input']!r}"
-        raise ConfigError(_source_of(loc, sources), _key_path(loc, merged) or None,
-                          message) from None
+        config = validate(merged)
+    except Invalid as exc:
+        raise ConfigError(_source_of(exc.loc, sources), _key_path(exc.loc, merged) or None,
+                          exc.message) from None
     if on_host:
         for i, hook in enumerate(config.hook):
             reason = program_refusal(hook.command[0])
@@ -220,7 +212,7 @@ def dump_config(config: Config) -> str:
     """The effective configuration as TOML (for `zoomd check`): every table of the
     schema, so nothing `run` uses ([[hook]], [taskstats]...) goes unshown; loading it
     back gives the same configuration."""
-    data = config.model_dump(by_alias=True, exclude_none=True)
+    data = plain(config)
     lines: list[str] = []
 
     def table(header: str, name: str, body: dict[str, Any]) -> None:

@@ -2,13 +2,15 @@
 
 Operators write "500ms", "30s", "2min", "512M", "5%"; a bare number is accepted
 where its unit is unambiguous (seconds, bytes, percent). Pydantic-free: the daemon
-imports this without the schema (zoomd/config/runtime.py).
+imports this without the schema (zoomd/config/runtime.py), and so may the reclaim
+model, whose parameters are the [reclaim] table.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,3 +127,93 @@ def parse_size(value: Any) -> Size:
         return Size(bytes=int(_finite(number * _SIZE_UNITS[unit], "a size", value)))
     raise ValueError(f"expected a size such as \"512M\", \"2G\" or \"5%\", "
                      f"got {_shown(value)}")
+
+
+# -- per-key metadata -----------------------------------------------------------------
+# zoomd/config/runtime.py annotates its fields with these (Annotated[float, DURATION,
+# Within(...)]): how a key is written, shown and bounded, said once beside its default.
+# The daemon only reads the plain values. The validating child (zoomd/config/schema.py)
+# hands the annotations to pydantic, which asks each of these objects for its part of
+# the schema through __get_pydantic_core_schema__: the one place pydantic_core is
+# imported, only ever called there.
+
+FORBID = {"extra": "forbid"}  # each class's __pydantic_config__: unknown keys are errors
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """How a key is written: "500ms", "40%", "512M"."""
+
+    name: str  # the man page's name for the type
+    parse: Callable[[Any], Any]
+    show: Callable[[Any], str]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(self.parse, handler(source))
+
+
+DURATION = Unit("duration", parse_duration, format_duration)
+PERCENT = Unit("percentage", parse_percent, lambda v: f"{v:g}%")
+SIZE = Unit("size or percentage", parse_size, str)
+
+
+def _duration_text(seconds: float) -> str:
+    return f"{seconds // 3600:.0f}h" if seconds >= 3600 and seconds % 3600 == 0 \
+        else format_duration(seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Within:
+    """A duration between `low` and `high` seconds: 0 would spin a core, 1e300 or
+    "99999999999h" overflow a timer, and neither is a setting anyone means."""
+
+    low: float
+    high: float
+
+    def check(self, seconds: float) -> float:
+        if not self.low <= seconds <= self.high:
+            shown = format_duration(seconds) if seconds < 1e9 else f"{seconds:g}s"
+            raise ValueError(f"must lie between {_duration_text(self.low)} and "
+                             f"{_duration_text(self.high)}, got {shown}")
+        return seconds
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """A number's range or a list's or string's least length, as pydantic's own: put
+    it first after the type, which it constrains."""
+
+    ge: float | None = None
+    le: float | None = None
+    min_length: int | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        schema = dict(handler(source))
+        if schema["type"].startswith("function"):
+            raise TypeError("Bounds must come right after the type it bounds")
+        schema.update({k: getattr(self, k) for k in ("ge", "le", "min_length")
+                       if getattr(self, k) is not None})
+        return schema
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A check of one key's value (returning it, perhaps normalised), raising
+    ValueError with the reason; `before`: on the value as written, before its type."""
+
+    func: Callable[[Any], Any]
+    before: bool = False
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        wrap = core_schema.no_info_before_validator_function if self.before \
+            else core_schema.no_info_after_validator_function
+        return wrap(self.func, handler(source))

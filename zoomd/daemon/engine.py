@@ -19,7 +19,7 @@ from typing import Any
 
 from zoomd.actions.backend import ActionBackend, DryRunBackend, Finished, PendingAction
 from zoomd.actions.outcome import ActionOutcome
-from zoomd.config.runtime import Config, Policy, as_runtime, is_template
+from zoomd.config.runtime import Config, Policy, is_template
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon import templates as tmpl_mod
 from zoomd.daemon.domains import Domain
@@ -87,7 +87,7 @@ class Engine:
                  logger: Logger, *, scope: str = "/", dry_run: bool = False,
                  vital_groups: tuple[str, ...] = (), page_size: int = 4096,
                  fd_budget: FdBudget | None = None) -> None:
-        self.config = config = as_runtime(config)
+        self.config = config
         # Descriptors every watched group's files may keep open, together (the daemon
         # shares its budget with its PSI triggers; None: one of the engine's own).
         self.fd_budget = fd_budget if fd_budget is not None else process_budget()

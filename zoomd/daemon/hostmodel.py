@@ -2,7 +2,7 @@
 
 The efficiency gate (anon counts as unreclaimable while reclaim of it fails) is judged
 over time here: anon reclaim is failing only once every ~1 s step for
-`efficiency_sustain_s` recovered less than the minimum. A 5 s window alone is fooled
+`efficiency_sustain` recovered less than the minimum. A 5 s window alone is fooled
 by the swap-onset burst (a second of scanning referenced pages at 0% that dominates
 the window for five), which made the default policy kill a workload that was only
 filling zram (VM lab, benchmarks/results/vmlab/FINDINGS.md).
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import deque
 
-from zoomd.config.runtime import Config
 from zoomd.model.reclaim import (
     ModelParams,
     ReclaimEstimate,
@@ -28,14 +27,6 @@ from zoomd.model.snapshot import HostSnapshot
 EFFICIENCY_WINDOW_S = 5.0
 STEP_S = 1.0  # the gate's step: efficiency between snapshots at least this far apart
 KEEP_S = 6.0
-
-
-def model_params(config: Config) -> ModelParams:
-    r = config.reclaim
-    return ModelParams(mode=r.anon, min_anon_efficiency_pct=r.min_anon_efficiency,
-                       min_scanned_pages=r.min_scanned_pages,
-                       assumed_compression_ratio=r.assumed_compression_ratio,
-                       efficiency_sustain_s=r.efficiency_sustain)
 
 
 class HostModel:
@@ -62,7 +53,7 @@ class HostModel:
             return
         step = reclaim_window(start.vmstat, snap.vmstat, snap.monotonic - start.monotonic)
         eff = efficiency_pct(step.anon_scanned, step.anon_stolen, self.params.min_scanned_pages)
-        if eff is not None and eff < self.params.min_anon_efficiency_pct:
+        if eff is not None and eff < self.params.min_anon_efficiency:
             if self._failing_since is None:
                 self._failing_since = start.monotonic
         else:
@@ -71,7 +62,7 @@ class HostModel:
 
     def anon_failing(self, now: float) -> bool:
         since = self._failing_since
-        return since is not None and now - since >= self.params.efficiency_sustain_s
+        return since is not None and now - since >= self.params.efficiency_sustain
 
     def update(self, snap: HostSnapshot) -> ReclaimEstimate:
         self._window.append(snap)

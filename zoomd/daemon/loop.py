@@ -20,7 +20,7 @@ from zoomd.actions.backend import ActionBackend, CgroupfsBackend
 from zoomd.config.handover import PendingLoad, load_runtime_config
 from zoomd.config.runtime import Config
 from zoomd.daemon.engine import Engine
-from zoomd.daemon.hostmodel import HostModel, model_params
+from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
 from zoomd.daemon.observers import make_observers, reload_observers
 from zoomd.daemon.policy_stalls import open_policy_stalls
@@ -71,7 +71,7 @@ class Daemon:
         self._swap_set: tuple[tuple[str, str, bool], ...] | None = None
         self._watching = ""
         self._fd_limit = 0
-        self.model = HostModel(model_params(self.config))
+        self.model = HostModel(self.config.reclaim)
         self.extensions: list = []
         wants_systemd = self.config.systemd.managed_oom or self.config.systemd.dbus
         booted = os.path.isdir("/run/systemd/system") or "DBUS_SYSTEM_BUS_ADDRESS" in os.environ
@@ -184,7 +184,7 @@ class Daemon:
             self.logger.info("thawed on reload", target=outcome.target, ok=outcome.ok)
         self.engine.close()
         self.config, self.config_files, self.engine = config, files, engine
-        self.model.params = model_params(config)
+        self.model.params = config.reclaim
         self.host.refresh_watermarks()  # a changed vm.min_free_kbytes counts from now
         for ext in self.extensions:
             ext.on_reload()

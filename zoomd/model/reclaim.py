@@ -21,7 +21,9 @@ for a second or two even for a workload that then swaps out at ~100%.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from zoomd.config.units import DURATION, FORBID, PERCENT, Bounds, Within
 from zoomd.kernel.keyvalue import counter_delta
 from zoomd.kernel.vmstat import VmStat
 from zoomd.kinds import AnonMode
@@ -30,13 +32,19 @@ from zoomd.model.snapshot import HostSnapshot, SwapDevice
 
 @dataclass(frozen=True, slots=True)
 class ModelParams:
-    """Knobs of the model (the `[reclaim]` table of zoomd.toml)."""
+    """Knobs of the model: the `[reclaim]` table of zoomd.toml, key for key (defined
+    here, with its units and ranges, and nowhere else; zoomd/config/runtime.py)."""
 
-    mode: AnonMode = "auto"
-    min_anon_efficiency_pct: float = 30.0
-    min_scanned_pages: int = 256  # fewer scans than this in a window: no evidence
-    assumed_compression_ratio: float = 2.0  # for a zram device that holds nothing yet
-    efficiency_sustain_s: float = 5.0  # failing only after this long below the minimum
+    __pydantic_config__ = FORBID  # unknown keys are errors (zoomd/config/runtime.py)
+
+    anon: AnonMode = "auto"
+    min_anon_efficiency: Annotated[float, PERCENT] = 30.0
+    # fewer scans than this in a window: no evidence
+    min_scanned_pages: Annotated[int, Bounds(ge=1)] = 256
+    # for a zram device that holds nothing yet
+    assumed_compression_ratio: Annotated[float, Bounds(ge=1.0, le=64.0)] = 2.0
+    # failing only after this long below the minimum
+    efficiency_sustain: Annotated[float, DURATION, Within(0.0, 600.0)] = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +175,7 @@ def estimate(
         file_eff = efficiency_pct(window.file_scanned, window.file_stolen,
                                   params.min_scanned_pages)
     failing = (anon_failing if anon_failing is not None
-               else anon_eff is not None and anon_eff < params.min_anon_efficiency_pct)
+               else anon_eff is not None and anon_eff < params.min_anon_efficiency)
     compression = compression_anon_reclaimable(
         kernel_anon, swaps, mem.total, params.assumed_compression_ratio
     )
@@ -178,10 +186,10 @@ def estimate(
         "compression": compression,
         "auto": 0 if failing else compression,
     }
-    anon = by_mode[params.mode]
+    anon = by_mode[params.anon]
     free_above_min = max(0, mem.free - snapshot.min_free_bytes)
     return ReclaimEstimate(
-        mode=params.mode,
+        mode=params.anon,
         free_bytes=mem.free,
         min_free_bytes=snapshot.min_free_bytes,
         file_reclaimable=file_lru,

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from zoomd.config.load import load_config
-from zoomd.config.runtime import as_runtime, is_template
+from zoomd.config.runtime import is_template
 from zoomd.daemon.templates import instances_now, templates_of
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.meminfo import read_meminfo
@@ -24,10 +24,9 @@ def render_oomctl(config_path: str | None, root: Root) -> str:
         if config.systemd.oomd_conf else OomdConf()
     reader = CgroupReader(root)
     seen: dict[str, ManagedCgroup] = {}
-    runtime = as_runtime(config)
     # A template's instances on this host now, each as the group it watches.
-    made = [inst.policy for inst in instances_now(templates_of(runtime.policy), reader)[0]]
-    for policy in [p for p in runtime.policy if not is_template(p)] + made:
+    made = [inst.policy for inst in instances_now(templates_of(config.policy), reader)[0]]
+    for policy in [p for p in config.policy if not is_template(p)] + made:
         limit = policy.all.memory_pressure_full_avg10_above \
             or policy.any.memory_pressure_full_avg10_above
         entry = ManagedCgroup(policy.monitor, PRESSURE,

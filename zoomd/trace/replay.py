@@ -17,9 +17,9 @@ from zoomd.actions.backend import ActionCall, RecordingBackend
 from zoomd.actions.cgroupfs import subtree_pids
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.load import load_config
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config
 from zoomd.daemon.engine import Engine
-from zoomd.daemon.hostmodel import HostModel, model_params
+from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
 from zoomd.daemon.triggers import conditions_hold
 from zoomd.errors import KernelFileError, ZoomdError
@@ -159,13 +159,13 @@ class Replayer:
                                 page_size=int(header["page_size"]))
             except KernelFileError as exc:
                 error = f"{tree.strip(exc.path)}: not in this trace (a monitored group)"
-                runs.append(ConfigRun(spec, HostModel(model_params(spec.config)), None,
+                runs.append(ConfigRun(spec, HostModel(spec.config.reclaim), None,
                                       error=error))
                 if self.warn is not None:
                     self.warn(f"{self.path}: config {spec.name} not replayed: {error}")
                 continue
             engine.dry_backend = backend  # dry-run must not look at this host either
-            run = ConfigRun(spec, HostModel(model_params(spec.config)), engine)
+            run = ConfigRun(spec, HostModel(spec.config.reclaim), engine)
             for state in engine.states:
                 run.tracks[state.policy.name] = PolicyTrack(state.policy.name,
                                                             state.monitor.path)

@@ -31,7 +31,7 @@ from contextlib import suppress
 from typing import IO, Any
 
 from zoomd.config.load import load_config, shipped_config_path
-from zoomd.daemon.hostmodel import HostModel, model_params
+from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.monitor import host_sample
 from zoomd.daemon.sample import History
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
@@ -106,7 +106,7 @@ class ModelProbe:
         config, _ = load_config(shipped_config_path(), drop_ins=False)
         # The host's own rules (a template's instances watch limited groups, not "/").
         self.policies = [p for p in config.policy if p.monitor == "/" and not p.select]
-        self.params = model_params(config)
+        self.params = config.reclaim
         self.min_scanned = config.reclaim.min_scanned_pages
         self.reader = HostReader(Root("/"))
         self.model = HostModel(self.params)
