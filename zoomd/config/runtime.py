@@ -10,9 +10,11 @@ adds the checks that span keys): pydantic and the validators it builds cost ~18 
 of resident memory that a daemon meant to run on a host out of memory must not keep.
 Unknown keys are errors (a typo must not silently disable a rule): the
 `__pydantic_config__` of each class, read only by that child.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the fields' types must be objects, not
+strings, for older pydantic (2.5 here) resolves a plain dataclass's string annotations in
+the caller's namespace, where these names are not (pyproject allows pydantic 2.5).
+"""
 
 import types
 import typing

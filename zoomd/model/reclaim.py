@@ -16,9 +16,10 @@ one answer to "how much would swapping anon out actually give back":
 The gate needs a failure that lasts (see HostModel): when RAM first runs out the
 kernel's first anon scans mostly rotate referenced pages, so efficiency reads near 0%
 for a second or two even for a workload that then swaps out at ~100%.
-"""
 
-from __future__ import annotations
+No `from __future__ import annotations`: ModelParams is a table of zoomd.toml, whose
+types pydantic must see as objects (zoomd/config/runtime.py says why).
+"""
 
 from dataclasses import dataclass, field
 from typing import Annotated
