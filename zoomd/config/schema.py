@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from zoomd.config import runtime
-from zoomd.config.units import _shown, format_duration, parse_duration
+from zoomd.config.units import format_duration, parse_duration, shown
 
 T = TypeVar("T")
 _NESTED: dict[type, tuple[tuple[str, type, bool], ...]] = {
@@ -49,7 +49,7 @@ def validate(data: Any, cls: type[T] = runtime.Config) -> T:  # type: ignore[ass
         elif err["type"] == "literal_error":
             message = f"expected {err['ctx']['expected']}, got {err['input']!r}"
         elif err["type"] == "dataclass_type":
-            message = f"expected a table, got {_shown(err['input'])}"
+            message = f"expected a table, got {shown(err['input'])}"
         raise Invalid(tuple(err["loc"]), message) from None
     _check(value, ())
     return value

@@ -24,7 +24,7 @@ _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 <
 _PERCENT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*%\s*$")
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """repr() of a value for a one-line error, cut short (a 400-digit number...)."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -32,13 +32,13 @@ def _shown(value: Any) -> str:
 
 def _finite(value: float, what: str, given: Any = None) -> float:
     """float(value), refusing NaN, infinities and numbers too large for a float."""
-    shown = _shown(value if given is None else given)
+    text = shown(value if given is None else given)
     try:
         number = float(value)
     except OverflowError:
-        raise ValueError(f"{what} too large: {shown}") from None
+        raise ValueError(f"{what} too large: {text}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{what} must be a finite number, got {shown}")
+        raise ValueError(f"{what} must be a finite number, got {text}")
     return number
 
 
@@ -53,7 +53,7 @@ def parse_duration(value: Any) -> float:
                           value)
     else:
         raise ValueError(f"expected a duration such as \"500ms\", \"30s\" or \"2min\", "
-                         f"got {_shown(value)}")
+                         f"got {shown(value)}")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds
@@ -75,14 +75,14 @@ def parse_percent(value: Any) -> float:
         # float() would also take "nan", "1e2", "1_0" and non-ASCII digits.
         m = _PERCENT.match(value)
         if m is None:
-            raise ValueError(f"expected a percentage such as \"40%\", got {_shown(value)}")
+            raise ValueError(f"expected a percentage such as \"40%\", got {shown(value)}")
         number = float(m.group(1))
     elif isinstance(value, int | float):
         number = _finite(value, "a percentage")
     else:
-        raise ValueError(f"expected a percentage such as \"40%\", got {_shown(value)}")
+        raise ValueError(f"expected a percentage such as \"40%\", got {shown(value)}")
     if not 0.0 <= number <= 100.0:
-        raise ValueError(f"a percentage must lie between 0 and 100, got {_shown(value)}")
+        raise ValueError(f"a percentage must lie between 0 and 100, got {shown(value)}")
     return number
 
 
@@ -126,7 +126,7 @@ def parse_size(value: Any) -> Size:
         unit = unit.rstrip("B").rstrip("I") or ""
         return Size(bytes=int(_finite(number * _SIZE_UNITS[unit], "a size", value)))
     raise ValueError(f"expected a size such as \"512M\", \"2G\" or \"5%\", "
-                     f"got {_shown(value)}")
+                     f"got {shown(value)}")
 
 
 # -- per-key metadata -----------------------------------------------------------------
@@ -174,9 +174,9 @@ class Within:
 
     def check(self, seconds: float) -> float:
         if not self.low <= seconds <= self.high:
-            shown = format_duration(seconds) if seconds < 1e9 else f"{seconds:g}s"
+            got = format_duration(seconds) if seconds < 1e9 else f"{seconds:g}s"
             raise ValueError(f"must lie between {_duration_text(self.low)} and "
-                             f"{_duration_text(self.high)}, got {shown}")
+                             f"{_duration_text(self.high)}, got {got}")
         return seconds
 
     def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
