@@ -21,8 +21,10 @@ from zoomd.systemd import dbus
 from zoomd.systemd.dump import Dumper, DumpState
 from zoomd.systemd.managed import PRESSURE_PREFIX, ZRAM_PREFIX, ManagedSet, pressure_policies
 from zoomd.systemd.oomdconf import OomdConf, load_oomd_conf
+from zoomd.systemd.oomrules import OomRule, load_rules
 from zoomd.systemd.pid1 import SYSTEM_SOCKETS, Pid1Client
 from zoomd.systemd.prekill import PrekillBackend
+from zoomd.systemd.rules import RulesGuard
 from zoomd.systemd.swaprule import SwapGuard
 from zoomd.systemd.userside import UserListener, bind_listener, listen_fds
 from zoomd.systemd.xattrs import ReportingBackend
@@ -44,6 +46,9 @@ class SystemdIntegration:
         self.logger = daemon.logger
         self.managed = ManagedSet()
         self.swap_guard = SwapGuard()
+        self.rules_guard = RulesGuard(self.logger)
+        self.rules: dict[str, OomRule] = {}
+        self.managed.known_rule = lambda name: name in self.rules
         self.conf = OomdConf()
         self.applied_generation = -1
         self.section = self._section()
@@ -71,6 +76,12 @@ class SystemdIntegration:
         self.conf = load_oomd_conf() if self.section.oomd_conf else OomdConf()
         for warning in self.conf.warnings:
             self.logger.warning(f"oomd.conf: {warning}")
+        self.rules, warnings = load_rules() if self.section.oomd_conf else ({}, ())
+        for warning in warnings:
+            self.logger.warning(f"oomrule: {warning}")
+        if self.rules:
+            self.logger.info("OOM rulesets", rules=",".join(sorted(self.rules)))
+        self.rules_guard.reset()
 
     def _start_links(self) -> None:
         section = self.section
@@ -162,10 +173,18 @@ class SystemdIntegration:
 
     def after_tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
         self._meminfo = host.meminfo
-        record = self.swap_guard.tick(self.daemon.engine, host, estimate,
-                                      self.managed.swap(), self.conf.swap_used_limit,
-                                      self.section.mode)
-        return [record] if record else []
+        engine = self.daemon.engine
+        record = self.swap_guard.tick(engine, host, estimate, self.managed.swap(),
+                                      self.conf.swap_used_limit, self.section.mode)
+        ruled = self.managed.rules()
+        for entry in ruled:
+            if not engine.reader.exists(entry.path):
+                self.logger.info("OOMRules cgroup is gone; no longer guarded",
+                                 path=entry.path)
+                self.managed.drop(entry.path)
+        by_rule = self.rules_guard.tick(engine, host, estimate, self.managed.rules(),
+                                        self.rules, self.section.mode)
+        return [r for r in (record, by_rule) if r]
 
     def _on_kill(self, cgroup: str, reason: str, _outcome: ActionOutcome) -> None:
         if self.bus is not None:

@@ -2,8 +2,15 @@
 and user managers report them, and the zoomd policies that guard them.
 
 A message is {"cgroups": [{"mode": "kill"|"auto", "path": ..., "property": ...,
-"limit": <uint32, UINT32_MAX = 100%>, "duration": <usec>}, ...]}. As in systemd-oomd
-(src/oom/oomd-manager.c): malformed elements are skipped and the rest applied;
+"limit": <uint32, UINT32_MAX = 100%>, "duration": <usec>, "rules": [<name>, ...]},
+...]}; "rules" is systemd v261's (the ControlGroup type of io.systemd.oom and
+io.systemd.ManagedOOM, man/io.systemd.oom.xml: `rules: ?[]string`), used with
+property "OOMRules" (the unit's OOMRules=, names of .oomrule rulesets; see
+oomrules.py and rules.py). As in systemd-oomd (src/oom/oomd-manager.c,
+process_managed_oom_message(), commit 00a99cb427b0): fields are dispatched by name
+and unknown ones ignored; malformed elements (a field of the wrong type, "rules"
+included) are skipped and the rest applied; an OOMRules element without rules stops
+guarding the path, as "auto" does;
 "auto" stops guarding the path; a limit of 0 or no limit means oomd.conf's default
 and so does a missing duration; a sender whose uid is neither 0 nor the owner of a
 reported cgroup ends the processing of its message with a permission error.
@@ -26,7 +33,10 @@ from zoomd.systemd.values import (
 
 PRESSURE = "ManagedOOMMemoryPressure"
 SWAP = "ManagedOOMSwap"
-PROPERTIES = (PRESSURE, SWAP)
+RULES = "OOMRules"
+PROPERTIES = (PRESSURE, SWAP, RULES)
+MAX_RULES = 64  # rule names per cgroup; systemd has no bound but its 16 MiB message
+MAX_RULE_NAME = 255  # a file name (NAME_MAX), without ".oomrule"
 POST_ACTION_DELAY_S = 15.0  # systemd-oomd's POST_ACTION_DELAY_USEC
 RECLAIM_WINDOW_S = 30.0  # "reclaim activity in the last 30 s" (RECLAIM_DURATION_USEC)
 PRESSURE_PREFIX = "systemd-pressure:"
@@ -50,6 +60,7 @@ class ManagedCgroup:
     limit: int | None = None  # permyriad
     duration_usec: int | None = None
     source: str = "system"  # "system" (PID 1) or "uid:N" (a user manager)
+    rules: tuple[str, ...] = ()  # OOMRules: the rulesets' names, in order, no repeats
 
     def effective_limit(self, conf: OomdConf) -> int:
         return conf.pressure_limit if self.limit is None else self.limit
@@ -72,8 +83,27 @@ def _path_ok(path: str) -> bool:
         part not in ("", ".", "..") for part in inner.split("/")))
 
 
-def _element(raw: Any) -> tuple[str, str, str, int | None, int | None] | None:
-    """(mode, path, property, limit, duration) or None for a malformed element."""
+def _rules(raw: Any) -> tuple[str, ...] | None:
+    """A "rules" value (absent or null: no rules) or None when malformed: a list of
+    at most MAX_RULES rule names (non-empty, no "/" or NUL, at most MAX_RULE_NAME),
+    repeats dropped as systemd's strv_uniq()."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_RULES:
+        return None
+    out: list[str] = []
+    for name in raw:
+        if not isinstance(name, str) or not name or len(name) > MAX_RULE_NAME \
+                or "/" in name or "\0" in name or name in (".", ".."):
+            return None
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def _element(raw: Any) -> tuple[str, str, str, int | None, int | None,
+                                tuple[str, ...]] | None:
+    """(mode, path, property, limit, duration, rules) or None for a malformed element."""
     if not isinstance(raw, dict):
         return None
     mode, path, prop = raw.get("mode"), raw.get("path"), raw.get("property")
@@ -88,7 +118,10 @@ def _element(raw: Any) -> tuple[str, str, str, int | None, int | None] | None:
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)
                                  or not 0 <= duration <= USEC_INFINITY):
         return None
-    return mode, normalise_path(path), prop, limit, duration
+    rules = _rules(raw.get("rules"))
+    if rules is None:
+        return None
+    return mode, normalise_path(path), prop, limit, duration, rules
 
 
 class ManagedSet:
@@ -97,6 +130,8 @@ class ManagedSet:
     def __init__(self) -> None:
         self.entries: dict[tuple[str, str], ManagedCgroup] = {}
         self.generation = 0  # bumped on every change, so users rebuild only when needed
+        # Whether a ruleset name is defined (.oomrule files): for the notes only.
+        self.known_rule: Callable[[str], bool] | None = None
 
     def pressure(self) -> list[ManagedCgroup]:
         return sorted((e for e in self.entries.values() if e.property == PRESSURE),
@@ -104,6 +139,10 @@ class ManagedSet:
 
     def swap(self) -> list[ManagedCgroup]:
         return sorted((e for e in self.entries.values() if e.property == SWAP),
+                      key=lambda e: e.path)
+
+    def rules(self) -> list[ManagedCgroup]:
+        return sorted((e for e in self.entries.values() if e.property == RULES),
                       key=lambda e: e.path)
 
     def _set(self, key: tuple[str, str], entry: ManagedCgroup | None) -> None:
@@ -134,7 +173,7 @@ class ManagedSet:
             if parsed is None:
                 notes.append(f"cgroups[{index}]: malformed, skipped")
                 continue
-            mode, path, prop, limit, duration = parsed
+            mode, path, prop, limit, duration, rules = parsed
             if uid != 0:
                 owner = owner_of(path)
                 if owner is None:
@@ -147,10 +186,17 @@ class ManagedSet:
                 notes.append(f"{path}: property {prop!r} not supported, skipped")
                 continue
             key = (prop, path)
-            if mode == "auto":
+            if mode == "auto" or (prop == RULES and not rules):
                 self._set(key, None)
                 continue
             entry = ManagedCgroup(path, prop, source=source)
+            if prop == RULES:
+                entry = ManagedCgroup(path, prop, source=source, rules=rules)
+                known = self.known_rule
+                unknown = [n for n in rules if known is not None and not known(n)]
+                if unknown:
+                    notes.append(f"{path} references undefined ruleset(s) "
+                                 f"{', '.join(unknown)}: they will be ignored")
             if prop == PRESSURE:
                 permyriad = uint32_scale_to_permyriad(limit) if limit else None
                 usec = duration if duration is not None and duration != USEC_INFINITY \
