@@ -43,6 +43,7 @@ from zoomd.daemon.log import Logger
 from zoomd.systemd.managed import (
     PRESSURE,
     PROPERTIES,
+    RULES,
     SWAP,
     ManagedCgroup,
     ManagedParametersError,
@@ -299,17 +300,24 @@ LIMIT_JUNK = st.sampled_from([True, False, -1, UINT32_MAX + 1, 2**64, 10**30, -(
 DURATION_JUNK = st.sampled_from([True, False, -1, USEC_INFINITY + 1, 2**70, 1.5, 1e6,
                                  float("nan"), float("-inf"), "30s", "1", [], {}])
 
-Expected = tuple[str, str, str, int | None, int | None] | None  # mode, path, prop, limit, dur
+RULES_JUNK = st.sampled_from([0, 1, True, "x", "", {}, {"a": 1}, [1], [None], [""], ["a/b"],
+                              [".."], ["x" * 256], [f"r{i}" for i in range(65)], ["ok", 5]])
+RULE_NAMES = st.lists(st.sampled_from(["30-desktop-pressure", "30-desktop-swap", "a",
+                                       "r" * 255, "\u00e9t\u00e9"]), max_size=4)
+# mode, path, prop, limit, duration, rules
+Expected = tuple[str, str, str, int | None, int | None, tuple[str, ...]] | None
 
 
 def expected_entry(mode: str, path: str, prop: str, limit: int | None,
-                   duration: int | None) -> Expected:
+                   duration: int | None, rules: list[str] | None = None) -> Expected:
     """What a well-formed element means (module docstring of zoomd.systemd.managed)."""
     path = "/" + path.strip("/") if path.strip("/") else "/"
+    if prop == RULES:
+        return mode, path, prop, None, None, tuple(dict.fromkeys(rules or ()))
     if prop != PRESSURE:
-        return mode, path, prop, None, None
+        return mode, path, prop, None, None, ()
     return (mode, path, prop, uint32_scale_to_permyriad(limit) if limit else None,
-            None if duration is None or duration == USEC_INFINITY else duration)
+            None if duration is None or duration == USEC_INFINITY else duration, ())
 
 
 @st.composite
@@ -328,10 +336,13 @@ def labelled_element(draw: st.DrawFn) -> tuple[Any, Expected]:
         element["limit"] = limit
     if duration is not None or draw(st.booleans()):
         element["duration"] = duration
+    rules = draw(st.none() | RULE_NAMES)  # systemd 261; any property may carry it
+    if rules is not None or draw(st.booleans()):
+        element["rules"] = rules
     corruption = draw(st.sampled_from(["none", "none", "mode", "path", "property", "limit",
-                                       "duration", "drop", "not an object"]))
+                                       "duration", "rules", "drop", "not an object"]))
     if corruption == "none":
-        return element, expected_entry(mode, path, prop, limit, duration)
+        return element, expected_entry(mode, path, prop, limit, duration, rules)
     if corruption == "not an object":
         return draw(st.one_of(JSON_JUNK, st.just([element]), st.just(json.dumps(element)))), \
             None
@@ -339,7 +350,8 @@ def labelled_element(draw: st.DrawFn) -> tuple[Any, Expected]:
         del element[draw(st.sampled_from(["mode", "path", "property"]))]
     else:
         element[corruption] = draw({"mode": MODE_JUNK, "path": PATH_JUNK, "property": PROP_JUNK,
-                                    "limit": LIMIT_JUNK, "duration": DURATION_JUNK}[corruption])
+                                    "limit": LIMIT_JUNK, "duration": DURATION_JUNK,
+                                    "rules": RULES_JUNK}[corruption])
     return element, None
 
 
@@ -352,7 +364,7 @@ def oracle(start: dict[tuple[str, str], ManagedCgroup],
     for _, meaning in labelled:
         if meaning is None:
             continue
-        mode, path, prop, limit, duration = meaning
+        mode, path, prop, limit, duration, rules = meaning
         if uid != 0:
             owner = owner_uid_of_path(path)
             if owner is None:
@@ -361,10 +373,10 @@ def oracle(start: dict[tuple[str, str], ManagedCgroup],
                 return entries, True
         if prop not in PROPERTIES:
             continue
-        if mode == "auto":
+        if mode == "auto" or (prop == RULES and not rules):
             entries.pop((prop, path), None)
         else:
-            entries[(prop, path)] = ManagedCgroup(path, prop, limit, duration, source)
+            entries[(prop, path)] = ManagedCgroup(path, prop, limit, duration, source, rules)
     return entries, False
 
 
@@ -379,6 +391,10 @@ def check_entries(managed: ManagedSet) -> None:
         assert entry.limit is None or (type(entry.limit) is int and 0 <= entry.limit <= 10000)
         assert entry.duration_usec is None or (
             type(entry.duration_usec) is int and 0 <= entry.duration_usec < USEC_INFINITY)
+        assert bool(entry.rules) == (prop == RULES), entry  # OOMRules: never without
+        assert len(entry.rules) <= 64 and len(set(entry.rules)) == len(entry.rules)
+        assert all(type(n) is str and 0 < len(n) <= 255 and "/" not in n and "\0" not in n
+                   for n in entry.rules), entry.rules
     conf = OomdConf()
     for entry in managed.pressure():
         for mode in ("strict", "zram-aware"):

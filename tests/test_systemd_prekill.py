@@ -300,3 +300,51 @@ def test_a_hook_that_never_answers_does_not_hold_the_loop(
     assert len(in_run) >= 3.0 / interval * 0.8, len(in_run)
     assert max(gaps) < interval + 0.15, max(gaps)
 
+
+
+def test_hooks_run_before_the_cgroup_kill_write_and_the_xattrs(hookdir, tmp_path) -> None:
+    """The integration's stack over the real effectors: hooks, then user.oomd_ooms and
+    the write of cgroup.kill (as systemd-oomd since PR #42373), then user.oomd_kill."""
+    import subprocess
+
+    from zoomd.actions.backend import CgroupfsBackend
+    from zoomd.systemd.xattrs import KILL, OOMS, ReportingBackend, read_counter
+
+    directory, add = hookdir
+    group = tmp_path / "cg" / "hog.service"
+    group.mkdir(parents=True)
+    (group / "cgroup.kill").write_text("")
+    child = subprocess.Popen(["sleep", "60"])
+    (group / "cgroup.procs").write_text(f"{child.pid}\n")
+    try:
+        os.setxattr(str(group), "user.zoomd_test", b"1")
+    except OSError:
+        pytest.skip("no user xattrs on the test filesystem")
+    seen_at_notify: list[tuple[str, int]] = []
+
+    def answer(_message):  # type: ignore[no-untyped-def]
+        seen_at_notify.append(((group / "cgroup.kill").read_text(),
+                               read_counter(str(group), OOMS)))
+        return RECORDED_V260_REPLY
+
+    add("h.sock", answer)
+    reporting = ReportingBackend(CgroupfsBackend(), lambda d: "/hog.service")
+    backend = PrekillBackend(reporting, lambda d: "/hog.service", lambda: 2_000_000,
+                             Logger(stream=io.StringIO()), directory=str(directory))
+    try:
+        pending = backend.start_kill_cgroup(str(group), timeout_s=1.0)
+        started = time.monotonic()
+        while (outcome := pending.step()) is None:
+            assert time.monotonic() - started < 10
+            time.sleep(0.02)
+        pending.close()
+        assert child.wait(timeout=5) == -9  # the fake cgroup.kill did nothing: pidfd did
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert seen_at_notify == [("", 0)]  # the hook heard first
+    assert (group / "cgroup.kill").read_text() == "1"
+    assert outcome.method == "cgroup.kill" and child.pid in outcome.pids
+    assert read_counter(str(group), OOMS) == 1 and read_counter(str(group), KILL) == 1
+    assert outcome.to_json()["prekill_hooks"][0]["outcome"] == "answered"
