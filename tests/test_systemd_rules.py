@@ -15,7 +15,7 @@ from fakecgroupfs import FakeHost
 from test_systemd_varlink import FakePid1, pump
 
 from zoomd.actions.backend import RecordingBackend
-from zoomd.config.schema import Config
+from zoomd.config.runtime import Config
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.log import Logger
 from zoomd.kernel.cgroups import CgroupReader
