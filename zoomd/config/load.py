@@ -13,7 +13,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from zoomd.config.runtime import Config, plain
+from zoomd.config.runtime import Config, plain, toml_name
 from zoomd.config.schema import Invalid, validate
 from zoomd.config.security import check_config_files, must_check, program_refusal
 from zoomd.errors import ConfigError
@@ -101,8 +101,7 @@ def _key_path(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
             parts[-1] = f"{parts[-1]}[{item}]" + shown
             node = node[item]
             continue
-        if item == "for_":
-            item = "for"
+        item = toml_name(item) if isinstance(item, str) else item
         parts.append(_shown_key(item))
         node = node.get(item) if isinstance(node, dict) else None
     return ".".join(parts)
@@ -114,8 +113,7 @@ def _source_of(loc: tuple[Any, ...], sources: list[tuple[str, dict[str, Any]]]) 
         node: Any = data
         found = True
         for item in loc:
-            if item == "for_":
-                item = "for"
+            item = toml_name(item) if isinstance(item, str) else item
             in_dict = isinstance(node, dict) and item in node
             in_list = isinstance(node, list) and isinstance(item, int) and item < len(node)
             if in_dict or in_list:

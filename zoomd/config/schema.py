@@ -56,13 +56,14 @@ def validate(data: Any, cls: type[T] = runtime.Config) -> T:  # type: ignore[ass
 
 
 def _prepare(data: Any, cls: type) -> Any:
-    """The TOML spelling of keys as the fields' ("for" is `for_`), and the default of
+    """Keys spelled as their fields ("for" is `for_`), and the default of
     fast_interval, which follows interval."""
     if not isinstance(data, dict):
         return data
     data = dict(data)
-    if "for" in data and cls in (runtime.Policy, runtime.ZramRule):
-        data["for_"] = data.pop("for")
+    for key, info, _ in runtime.keys(cls):
+        if key != info.name and key in data:
+            data[info.name] = data.pop(key)
     if cls is runtime.DaemonSection and "fast_interval" not in data and "interval" in data:
         try:  # an interval shorter than the default fast_interval is the fast one too
             if parse_duration(data["interval"]) < runtime.FAST_INTERVAL:
