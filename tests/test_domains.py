@@ -72,12 +72,12 @@ class HybridHost:
                            f"total_workingset_refault_anon {refaults}\n"
                            f"total_workingset_refault_file 0\ntotal_pgpgout {pgpgout}\n"})
 
-    def proc(self, pid: int, v2: str, v1: str, rss_kib: int = 1000) -> None:
+    def proc(self, pid: int, v2: str, v1: str, rss_kib: int = 1000, majflt: int = 0) -> None:
         self._write(f"{self.base}/proc/{pid}", {
             "cgroup": f"5:memory:{v1}\n0::{v2}\n",
             "status": f"Name:\tp{pid}\nVmRSS:\t{rss_kib} kB\nVmSwap:\t0 kB\n",
             "cmdline": f"p{pid}\0",
-            "stat": f"{pid} (p{pid}) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 0\n"})
+            "stat": f"{pid} (p{pid}) S 1 {pid} {pid} 0 -1 4194560 0 0 {majflt} 0 0\n"})
 
 
 def lab_session(tmp_path) -> HybridHost:
@@ -90,7 +90,7 @@ def lab_session(tmp_path) -> HybridHost:
     h.v1("/session", [201], refaults=90_000, usage=2 * GiB)
     h.v1("/session/limited", [200], limit=512 * MiB, refaults=90_000, usage=512 * MiB)
     h.proc(200, "/lab/workload", "/session/limited", rss_kib=400_000)
-    h.proc(201, "/lab/bystander", "/session", rss_kib=10_000)
+    h.proc(201, "/lab/bystander", "/session", rss_kib=10_000, majflt=35)
     return h
 
 
@@ -114,7 +114,9 @@ def test_candidates_say_which_basis_they_were_ranked_on(tmp_path) -> None:
     by_path = {c.path: c for c in found}
     assert by_path["/lab/workload"].basis == "v1:/session/limited"
     assert by_path["/lab/bystander"].basis == "procs"
-    assert by_path["/lab/bystander"].refaults is None  # no refaults it cannot prove
+    # Not the session cgroup's refaults, which are not its own: its processes' own
+    # major faults (35), as a single process's are counted.
+    assert by_path["/lab/bystander"].refaults == 35
     assert by_path["/lab/bystander"].to_json(("refaults",))["basis"] == "procs"
 
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from zoomd.config.runtime import Policy
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to
 from zoomd.errors import ZoomdError
-from zoomd.kernel.cgroups import CgroupReader, group_refaults
-from zoomd.kernel.keyvalue import is_decimal, pick_values
+from zoomd.kernel.cgroups import MAX_PIDS_OWNED, CgroupReader, group_refaults
+from zoomd.kernel.keyvalue import pick_values
+from zoomd.kernel.proc_stat import read_proc_stat
 from zoomd.kinds import RankKey
 
 PREFER, NORMAL, AVOID = 0, 1, 2
@@ -34,7 +35,7 @@ class Candidate:
     swap_read: bool = False  # swap is read only when ranking or a record needs it
     # Where its figures come from: "v2" (its own files), "v1:<path>" (a v1 memory
     # cgroup holding its processes and no one else's), "procs" (its processes' own
-    # RSS and swap: no refaults can be proven), "none".
+    # RSS, swap and major faults, the refaults that can be proven), "none".
     basis: str = "none"
 
     def score(self, key: RankKey) -> int:
@@ -184,12 +185,8 @@ def xattr_preference(reader: CgroupReader, path: str, monitor_owner: int | None)
 def has_kernel_thread(reader: CgroupReader, path: str,
                       pids: list[int] | None = None) -> bool:
     for pid in reader.procs(path) if pids is None else pids:
-        text = reader.root.read_optional(f"/proc/{pid}/stat")
-        if text is None:
-            continue
-        fields = text.rsplit(")", 1)[-1].split()
-        # fields[0] is the state (3rd field); flags is the 9th field overall.
-        if len(fields) > 6 and is_decimal(fields[6]) and int(fields[6]) & 0x00200000:
+        stat = read_proc_stat(reader.root, pid)
+        if stat is not None and stat.kernel_thread:
             return True
     return False
 
@@ -317,12 +314,27 @@ def read_figures(reader: CgroupReader, cand: Candidate, keys: frozenset[RankKey]
             cand.swap = memory.swap or 0
             if memory.refaults is not None:
                 cand.refaults = memory.refaults
+            elif memory.source == "procs" and ("refaults" in keys or "pgscan" in keys):
+                cand.refaults = subtree_major_faults(reader, path)
             cand.pgscan = memory.get("pgscan")
         cand.swap_read = True
     if "pressure" in keys:
         psi = reader.pressure(path)
         if psi is not None and psi.full is not None:
             cand.pressure_full_us = psi.full.total_us
+
+
+def subtree_major_faults(reader: CgroupReader, path: str) -> int | None:
+    """The major faults of a group's processes (/proc/PID/stat): its own refault
+    figure where no memory cgroup holds its processes alone (a hybrid host's group
+    sharing a v1 memory cgroup), comparable with a single process's; None when no
+    process could be read."""
+    total: int | None = None
+    for pid in reader.subtree_procs(path, limit=MAX_PIDS_OWNED):
+        stat = read_proc_stat(reader.root, pid)
+        if stat is not None and stat.majflt is not None:
+            total = (total or 0) + stat.majflt
+    return total
 
 
 def fill_record_figures(reader: CgroupReader, cands: list[Candidate]) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from zoomd.config.runtime import ProcessRules
 from zoomd.kernel.cgroups import MAX_PIDS_OWNED, CgroupReader
 from zoomd.kernel.keyvalue import is_decimal
+from zoomd.kernel.proc_stat import read_proc_stat
 
 OOM_SCORE_ADJ_DISABLED = -1000
 
@@ -60,19 +61,13 @@ class ProcessChoice:
 
 
 def major_faults(reader: CgroupReader, pid: int) -> int | None:
-    """The process's major faults so far (/proc/PID/stat, field 12): each one a page it
-    had to wait for, a swap-in from zram included (one page per fault: zram is read
-    synchronously, without swap readahead). It is the process's own refault figure,
-    which groups have in memory.stat and single processes have nowhere else; None
-    when it exited or the line is not what the kernel writes."""
-    text = reader.root.read_optional(f"/proc/{pid}/stat")
-    if text is None:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    # fields[0] is the state (3rd field): majflt, the 12th, is fields[9].
-    if len(fields) > 9 and is_decimal(fields[9]):
-        return int(fields[9])
-    return None
+    """The process's major faults so far: each one a page it had to wait for, a
+    swap-in from zram included (one page per fault: zram is read synchronously,
+    without swap readahead). It is the process's own refault figure, which groups
+    have in memory.stat and single processes have nowhere else; None when it exited
+    or the line is not what the kernel writes."""
+    stat = read_proc_stat(reader.root, pid)
+    return None if stat is None else stat.majflt
 
 
 def _own_share(reader: CgroupReader, pid: int) -> tuple[int | None, int | None]:
