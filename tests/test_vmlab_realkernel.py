@@ -94,6 +94,25 @@ def test_default_config_ends_global_thrash(tools: Toolchain, tmp_path) -> None:
     assert s["action_to_memory_returned_s"] is not None
 
 
+def test_default_config_ends_thrash_in_the_root_cgroup_beside_a_small_group(
+        tools: Toolchain, tmp_path) -> None:
+    """Pure v2, no systemd: the thrashing process sits in the root cgroup, a small
+    group (the lab's bystander) beside it. The shipped default kills the process, on
+    its own figures, and never the group (which it used to kill first)."""
+    s = _run(tools, tmp_path, "global-thrash-root", THRASH_RUN_S)
+    assert s["brownout_onset_s"] is not None, "no brownout: the scenario did not reproduce"
+    refaults = s["vmstat_delta"].get("workingset_refault_anon", 0)
+    if not s["workload_killed"] and refaults < MIN_THRASH_REFAULTS:
+        pytest.skip(f"VM lab: the guest did not thrash ({refaults} pages came back, "
+                    f"workload {s['workloads']}): too slow under emulation here")
+    assert s["workload_killed"], (s["kernel_view"], s["actions"])
+    assert s["actions"][0]["action"] == "kill-process", s["actions"]
+    assert s["actions"][0]["on_workload"], s["actions"]
+    assert s["false_actions"] == 0, s["actions"]
+    assert s["bystander_alive"] is True, s
+    assert s["oom_kill_delta"] == 0
+
+
 def test_default_config_leaves_global_compressible_alone(tools: Toolchain, tmp_path) -> None:
     s = _run(tools, tmp_path, "global-compressible", COMPRESSIBLE_RUN_S)
     assert s["brownout_onset_s"] is not None, "no memory pressure: the scenario did not run"

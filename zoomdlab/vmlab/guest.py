@@ -209,6 +209,17 @@ def _setup_cgroups() -> dict[str, str]:
     return groups
 
 
+def _start_bystander(spec: dict[str, Any], groups: dict[str, str]) -> subprocess.Popen[str]:
+    """The lab's bystander (4 MiB touched every 10 ms) in a small group of its own."""
+    path = f"{CGROUP}/bystander"
+    os.makedirs(path, exist_ok=True)
+    groups["bystander"] = path
+    argv = module_argv("zoomdlab.lab.workload", "bystander", "--duration",
+                       str(spec["duration"]), also=(checkout(),))
+    return subprocess.Popen(_in_group(path, argv), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, text=True)
+
+
 def _in_group(group: str, argv: list[str]) -> list[str]:
     """A command that moves itself into `group`, drops the oom_score_adj of -1000 it
     inherits from this harness back to the default 0, then execs argv."""
@@ -323,13 +334,16 @@ def run_guest(spec: dict[str, Any]) -> int:
         swaps=read_text("/proc/swaps"), meminfo_total=read_text("/proc/meminfo").split("\n")[0],
     )
     oom0 = _oom_kills()
+    bystander = _start_bystander(spec, groups) if spec.get("in_root") else None
     log = open(os.path.join(out, "workload.log"), "w")  # noqa: SIM115
+    group = CGROUP if spec.get("in_root") else groups["workload"]
     proc = subprocess.Popen(
-        _in_group(groups["workload"], _workload_argv(spec)), stdout=subprocess.PIPE,
+        _in_group(group, _workload_argv(spec)), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, bufsize=1,
     )
     t_work = time.monotonic()
-    tl.event("workload_start", workload=spec["workload"], pid=proc.pid, cgroup="/workload")
+    tl.event("workload_start", workload=spec["workload"], pid=proc.pid,
+             cgroup="/" if spec.get("in_root") else "/workload")
     assert proc.stdout is not None
     pump = threading.Thread(target=_pump, args=(proc.stdout, tl, "progress", spec["workload"],
                                                  log), daemon=True)
@@ -346,6 +360,8 @@ def run_guest(spec: dict[str, Any]) -> int:
         rc = proc.wait()
         by = f"lab: still running {EXIT_GRACE_S:.0f} s after --duration"
     tl.event("exit", workload=spec["workload"], returncode=rc, by=by)
+    if bystander is not None:
+        tl.event("bystander", alive=bystander.poll() is None, returncode=bystander.returncode)
     pump.join(timeout=5)
     # Keep recording a little after a kill: how fast memory comes back.
     time.sleep(min(10.0, max(0.0, spec["duration"] - (time.monotonic() - t_work))))

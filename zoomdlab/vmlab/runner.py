@@ -53,6 +53,9 @@ class Scenario:
     hot: int = 0  # compressible: hot set
     fill_rate: int = 0  # compressible: bytes/s while filling
     disk_swap: int = 0  # bytes of virtio-blk swap beside zram (priority 10 < zram's 100)
+    # The workload in the root cgroup, beside a small group running the lab's
+    # bystander: a host without systemd, where processes sit beside groups.
+    in_root: bool = False
     description: str = ""
 
 
@@ -65,6 +68,11 @@ SCENARIOS: dict[str, Scenario] = {
         "compressible", 1400 * MiB, 1 << 30, hot=160 * MiB, fill_rate=48 * MiB,
         description="1400 MB, all but a 160 MB hot set nearly empty pages, 1 GiB zram: "
         "larger than RAM, compresses far, keeps making progress",
+    ),
+    "global-thrash-root": Scenario(
+        "thrash", 1100 * MiB, 1 << 30, in_root=True,
+        description="global-thrash run in the root cgroup, beside a small group (the "
+        "lab's bystander): processes beside groups, as on hosts without systemd",
     ),
     "global-mixed": Scenario(
         "thrash", 1100 * MiB, 512 * MiB, disk_swap=1 << 30,
@@ -152,6 +160,7 @@ def _prepare_stage(run: VmRun, tools: Toolchain, stage: str) -> dict[str, Any]:
         "fill_rate": sc.fill_rate,
         "zram": sc.zram,
         "disk_swap": sc.disk_swap,
+        "in_root": sc.in_root,
         "duration": run.duration,
         "interval": run.interval,
         "kroot": tools.kroot,
