@@ -244,7 +244,9 @@ def summarize_vm(out: str) -> dict[str, Any]:
     out_["false_actions"] = len(false)
     bystander = next((r for r in records if r.get("type") == "bystander"), None)
     if bystander is not None:  # global-thrash-root: the small group beside the workload
-        out_["bystander_alive"] = bool(bystander.get("alive"))
+        # Alive at the workload's exit, or ended by its own --duration: not killed.
+        rc = bystander.get("returncode")
+        out_["bystander_killed"] = not bystander.get("alive") and (rc is None or rc < 0)
     if scenario == "global-compressible" and base.get("workload_killed") and not actions:
         out_["false_actions"] = 1  # killed by something we could not parse
     if (exit_ is not None and not out_.get("workload_killed") and onset is not None
