@@ -6,6 +6,7 @@
     python benchmarks/cost.py idle      # CPU of `zoomd run` over a minute, 3 configurations
     python benchmarks/cost.py rss       # peak (/usr/bin/time -v) and steady RSS
     python benchmarks/cost.py startup   # exec to READY=1
+    python benchmarks/cost.py trace     # per tick with `--record`: off, old capturer, tap
     python benchmarks/cost.py all --json results.json
 
 Per-tick time is one daemon tick as the loop runs it (HostReader.sample, the host
@@ -135,7 +136,7 @@ def time_ranking(reader: CgroupReader, monitor: str, runs: int) -> dict[str, Any
         a = time.perf_counter()
         cand_mod.walk_candidates(reader, monitor)
         b = time.perf_counter()
-        found, skipped = cand_mod.collect(reader, policy, monitor, ex, None,
+        found, skipped = cand_mod.collect(reader, policy, monitor, ex,
                                           check_kthreads=False)
         baseline = {c.path: c for c in found}
         cand_mod.apply_deltas(found, baseline)
@@ -161,6 +162,98 @@ def bench_tick(sizes=SIZES) -> dict[str, Any]:
             row["every_group_monitored"] = watched_every_group(host.root, leaves, n)
             row["ranking"] = time_ranking(CgroupReader(host.root), "/",
                                           runs=15 if n <= 1000 else 5)
+            out["synthetic"][str(n)] = row
+            print(json.dumps({n: row}), file=sys.stderr, flush=True)
+        finally:
+            shutil.rmtree(host.base, ignore_errors=True)
+    return out
+
+
+# -- tracing ----------------------------------------------------------------------------------
+def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
+                      rank_every: int = 0) -> dict[str, Any]:
+    """Ticks as the loop runs them with `zoomd run --record` in `mode`: "off" (no trace),
+    "capture" (capture.Capturer re-reading the file sets after the sampler, as
+    `zoomd run --record` did before the tap) or "tap" (the readers' own reads kept).
+    With `rank_every`, every so many ticks also walk and rank the whole tree (what a
+    firing policy reads: the tap keeps it too). The writer thread runs meanwhile, so
+    the GIL it takes is in the figures; ticks are 20 ms apart to give it its turn."""
+    from zoomd.kernel import tap
+    from zoomd.trace.capture import Capturer
+    from zoomd.trace.recorder import TapRecorder
+    from zoomd.trace.writer import BackgroundWriter, TraceFile
+
+    where = tempfile.mkdtemp(prefix="zoomd-cost-trace-", dir="/dev/shm")
+    file_tap = tap.start(root.path if not root.is_live else "/") if mode == "tap" else None
+    reader = HostReader(root, page_size=4096)
+    cgroups = CgroupReader(root)
+    engine = Engine(config, cgroups, RecordingBackend(),
+                    Logger("json", "warning", open(os.devnull, "w")),  # noqa: SIM115
+                    scope="/", vital_groups=("/init.scope",), page_size=4096)
+    model = HostModel(model_params(config))
+    header = {"format": "zoomd-trace", "version": 1, "page_size": 4096, "scope": "/"}
+    recorder = capturer = writer = None
+    if mode == "tap":
+        assert file_tap is not None
+        recorder = TapRecorder(f"{where}/t.jsonl", file_tap, scope="/", page_size=4096)
+    elif mode == "capture":
+        capturer = Capturer(root, monitors=tuple(p.monitor for p in config.policy))
+        writer = BackgroundWriter(TraceFile(f"{where}/t.jsonl", header))
+    policy = Policy(name="p", monitor="/", all=CALM, rank=("refaults", "memory"))
+    ex = cand_mod.Exclusions(("/init.scope",), ("/init.scope",))
+    total, ranking = [], []
+    t = 0.0
+    try:
+        for i in range(ticks + 20):
+            t += 1.0
+            a = time.perf_counter()
+            if file_tap is not None:
+                file_tap.begin()
+            snap = reader.sample(now=t)
+            if capturer is not None and writer is not None:
+                writer.submit_sample(t, time.time(), capturer.capture())
+            est = model.update(snap)
+            records = engine.tick(snap, est)
+            ranks = bool(rank_every) and i % rank_every == 0
+            if ranks:
+                found, _ = cand_mod.collect(cgroups, policy, "/", ex)
+                cand_mod.rank(found, policy.rank)
+            if recorder is not None:
+                recorder.tick(snap, records)
+            d = time.perf_counter()
+            if i >= 20:
+                (ranking if ranks else total).append(d - a)
+            # The loop's ticks are >= 250 ms apart: the writer thread has its turn.
+            time.sleep(0.2 if ranks else 0.02)
+    finally:
+        engine.close()
+        reader.close()
+        for closing in (recorder, writer):
+            if closing is not None:
+                closing.close()
+        tap.stop(file_tap)
+        size = os.path.getsize(f"{where}/t.jsonl") if mode != "off" else 0
+        shutil.rmtree(where, ignore_errors=True)
+    out = {"tick": stats_ms(total), "trace_bytes": size}
+    if ranking:
+        out["ranking_tick"] = stats_ms(ranking)
+    return out
+
+
+def bench_trace(sizes=(1, 100, 1000)) -> dict[str, Any]:
+    """Per-tick cost of `zoomd run --record`: none, the old capturer, the tap; calm
+    ticks (typical policies), and ticks that also rank the whole tree (every 5th)."""
+    out: dict[str, Any] = {"context": context(), "synthetic": {}}
+    for n in sizes:
+        host = SynthHost(None, n, procs=True)
+        try:
+            row: dict[str, Any] = {"groups": len(host.groups)}
+            config = policies(["/", *SynthHost.SLICES])
+            ticks = 200 if n <= 100 else 100
+            for mode in ("off", "capture", "tap"):
+                row[mode] = time_traced_ticks(host.root, config, ticks, mode)
+                row[f"{mode}_ranking"] = time_traced_ticks(host.root, config, ticks, mode,
+                                                           rank_every=5)
             out["synthetic"][str(n)] = row
             print(json.dumps({n: row}), file=sys.stderr, flush=True)
         finally:
@@ -394,18 +487,21 @@ def bench_startup(runs: int = 5) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["tick", "real", "idle", "rss", "startup", "all"])
+    parser.add_argument("what", choices=["tick", "real", "idle", "rss", "startup", "trace",
+                                           "all"])
     parser.add_argument("--json", metavar="FILE", help="write the results here too")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--seconds", type=float, default=60.0, help="idle: how long")
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
-    hotfile.raise_fd_limit()  # as the daemon does at start
+    hotfile.raise_fd_limit(hotfile.process_budget())  # as the daemon does at start
     results: dict[str, Any] = {}
     if args.what in ("tick", "all"):
         results["tick"] = bench_tick(sizes)
     if args.what in ("real", "all"):
         results["real"] = bench_real(sizes)
+    if args.what in ("trace", "all"):
+        results["trace"] = bench_trace(tuple(n for n in sizes if n <= 1000))
     if args.what in ("idle", "all"):
         results["idle"] = bench_idle(args.seconds)
     if args.what in ("rss", "all"):

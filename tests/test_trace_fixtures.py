@@ -17,13 +17,14 @@ import pytest
 from zoomd.config.schema import validate
 from zoomd.daemon import candidates as cand_mod
 from zoomd.host import HostReader
+from zoomd.kernel import tap
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
-from zoomd.trace.capture import Capturer
-from zoomd.trace.format import make_header
 from zoomd.trace.reader import TraceReader
+from zoomd.trace.recorder import TapRecorder
 from zoomd.trace.replay import Replayer, load_specs
 from zoomd.trace.report import build_report
+from zoomd.trace.standalone import RecordSampler
 from zoomd.trace.tree import MaterialisedTree
 from zoomd.trace.writer import TraceFile
 
@@ -223,12 +224,19 @@ TREE_NAMES = sorted(n for n in os.listdir(TREES) if (TREES / n).is_dir() and n !
 
 @pytest.mark.parametrize("name", TREE_NAMES)
 def test_readers_see_a_recorded_tree_as_the_tree(tmp_path: Path, name: str) -> None:
+    """`zoomd record`'s reads (the readers' own, kept by the tap) replay as the tree."""
     root = Root(str(TREES / name))
-    capturer = Capturer(root, scope="/", monitors=("/",))
     path = tmp_path / "t.jsonl"
-    trace = TraceFile(str(path), make_header(page_size=4096, scope="/", started_wall=0.0))
-    trace.sample(1.0, 0.0, capturer.capture())
-    trace.close()
+    file_tap = tap.start(root.path)
+    try:
+        sampler = RecordSampler(root, scope="/", monitors=("/",), page_size=4096)
+        recorder = TapRecorder(str(path), file_tap, scope="/", page_size=4096)
+        file_tap.begin()
+        recorder.tick(sampler.sample(1.0), [])
+        recorder.close()
+        sampler.close()
+    finally:
+        tap.stop(file_tap)
     sample = next(iter(TraceReader(str(path)).events()))
     with MaterialisedTree() as tree:
         tree.apply(sample)  # type: ignore[arg-type]
@@ -236,10 +244,10 @@ def test_readers_see_a_recorded_tree_as_the_tree(tmp_path: Path, name: str) -> N
         replayed = HostReader(tree.root, 4096, classify=tree.classify).sample(now=1.0)
         for f in dataclasses.fields(direct):
             assert getattr(replayed, f.name) == getattr(direct, f.name), f.name
-        if capturer.cgroups is None:
+        if sampler.cgroups is None:
             return
         live, again = CgroupReader(root), CgroupReader(tree.root)
-        for group in capturer._groups():
+        for group in cand_mod.descendants(live, "/"):
             assert again.memory(group) == live.memory(group), group
             assert again.procs(group) == live.procs(group), group
         policy = validate(

@@ -21,7 +21,7 @@ from zoomd.kernel.root import Root
 from zoomd.kernel.tap import TapTake
 from zoomd.trace.reader import Record, Sample, TraceReader
 from zoomd.trace.replay import Replayer, load_specs
-from zoomd.trace.tapped import TapState
+from zoomd.trace.tapped import PROC_KEEP_TICKS, TapState
 
 TREES = Path(__file__).resolve().parent / "fixtures" / "trees"
 MiB = 1 << 20
@@ -96,6 +96,14 @@ def test_state_forgets_what_a_listing_or_a_read_shows_gone() -> None:
     assert gone == {"/g/b/memory.stat": None}
     assert state.apply(TapTake({"/proc/7/stat": None})) == {"/proc/7/stat": None}
     assert set(state.files) == {"/g/a/memory.stat", "/g/cgroup.procs"}
+    # A process's files go once unread for PROC_KEEP_TICKS ticks (or up to twice as
+    # many); others stay.
+    for _ in range(PROC_KEEP_TICKS - 3):
+        assert state.apply(TapTake({})) == {}
+    state.apply(TapTake({"/proc/8/status": "Name: y"}))
+    for _ in range(2 * PROC_KEEP_TICKS):  # looked for every PROC_KEEP_TICKS ticks
+        state.apply(TapTake({}))
+    assert "/proc/8/status" not in state.files and "/g/cgroup.procs" in state.files
     # A full listing (files too) of /g without a: all of a goes.
     assert state.apply(TapTake({}, [("/g", frozenset({"cgroup.procs"}), False)])) == \
         {"/g/a/memory.stat": None}

@@ -3,7 +3,8 @@ own clock.
 
 The daemon's trace is a tap (zoomd/kernel/tap.py): it holds the text each reader got,
 never a re-read, so a replay of the same configuration reads the bytes the decision
-used. `zoomd record` has no engine to tap and reads its file sets itself (capture.py).
+used. `zoomd record` has no engine: it calls the readers an engine would
+(standalone.py), and the same tap keeps what they read.
 Encoding, diffs, compression and the disk belong to the writer thread, so a slow disk
 costs dropped samples (counted in the trace) and never a late tick.
 """
@@ -11,6 +12,7 @@ costs dropped samples (counted in the trace) and never a late tick.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,17 +21,12 @@ from typing import Any
 
 from zoomd.daemon.engine import scoped
 from zoomd.errors import ZoomdError, exit_status
-from zoomd.host import default_page_size
+from zoomd.kernel import tap
 from zoomd.kernel.root import Root
 from zoomd.kernel.tap import FileTap
 from zoomd.model.snapshot import HostSnapshot, SwapDevice
-from zoomd.trace.capture import (
-    DEFAULT_STATIC_EVERY,
-    DEFAULT_SUBTREE_EVERY,
-    Capturer,
-    record_paths_exist,
-)
 from zoomd.trace.format import SWAP_KINDS, make_header
+from zoomd.trace.standalone import DEFAULT_SUBTREE_EVERY, RecordSampler
 from zoomd.trace.tapped import Changes, TapState
 from zoomd.trace.writer import DEFAULT_KEEP, DEFAULT_MAX_BYTES, BackgroundWriter, TraceFile
 
@@ -103,49 +100,10 @@ class TapRecorder:
         self.writer.close()
 
 
-class TickRecorder:
-    """Captures a sample (and the tick's decision records) into a background writer."""
-
-    def __init__(self, path: str, root: Root, *, scope: str, monitors: tuple[str, ...],
-                 page_size: int | None = None, vital_groups: tuple[str, ...] = (),
-                 max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP,
-                 subtree_every: int = DEFAULT_SUBTREE_EVERY,
-                 static_every: int = DEFAULT_STATIC_EVERY, hostname: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
-        missing = record_paths_exist(root)
-        if missing:
-            raise ZoomdError(f"cannot record: {', '.join(root.join(p) for p in missing)} "
-                             "missing")
-        self.capturer = Capturer(root, scope=scope, monitors=monitors,
-                                 subtree_every=subtree_every, static_every=static_every)
-        if scope not in ("", "/") and (self.capturer.cgroups is None
-                                        or not self.capturer.cgroups.exists(scope)):
-            raise ZoomdError(f"cannot record: scope {scope} is not a cgroup2 group here")
-        header = make_header(page_size=page_size or default_page_size(), scope=scope,
-                             started_wall=time.time(), hostname=hostname,
-                             vital_groups=list(vital_groups), monitors=list(monitors),
-                             **(extra or {}))
-        self.writer = BackgroundWriter(_open_trace(path, header, max_bytes, keep))
-
-    def sample(self, t: float) -> None:
-        """Read the files now and queue them as the sample stamped `t`."""
-        sets = self.capturer.capture()
-        self.writer.submit_sample(t, time.time(), sets)
-
-    def records(self, t: float, records: list[dict[str, Any]]) -> None:
-        """Queue a tick's decision records (written before the next sample)."""
-        for record in records:
-            self.writer.submit_record(t, record)
-
-    def set_monitors(self, monitors: tuple[str, ...]) -> None:
-        self.capturer.set_monitors(monitors)
-
-    @property
-    def dropped(self) -> int:
-        return self.writer.dropped
-
-    def close(self) -> None:
-        self.writer.close()
+def record_paths_exist(root: Root) -> list[str]:
+    """Host files a recording needs that this root lacks (for an early, clear error)."""
+    return [p for p in ("/proc/meminfo", "/proc/vmstat", "/proc/swaps")
+            if not os.path.exists(root.join(p))]
 
 
 def record_for(path: str, root: Root, *, interval: float, duration: float | None,
@@ -153,9 +111,31 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
                max_bytes: int = DEFAULT_MAX_BYTES, keep: int = DEFAULT_KEEP,
                subtree_every: int = DEFAULT_SUBTREE_EVERY, hostname: str | None = None,
                ) -> int:
-    """`zoomd record`: sample every `interval` until `duration` or SIGINT/SIGTERM."""
+    """`zoomd record`: sample every `interval` until `duration` or SIGINT/SIGTERM, through
+    the readers (standalone.RecordSampler), the tap keeping what they read."""
     from zoomd.daemon.selfprotect import vital_groups
 
+    missing = record_paths_exist(root)
+    if missing:
+        raise ZoomdError(f"cannot record: {', '.join(root.join(p) for p in missing)} "
+                         "missing")
+    monitors = monitors_of(config_path, scope)
+    file_tap = tap.start("/" if root.is_live else root.path)
+    try:
+        sampler = RecordSampler(root, scope=scope, monitors=monitors,
+                                subtree_every=subtree_every, page_size=page_size)
+        if scope not in ("", "/") and (sampler.cgroups is None
+                                        or not sampler.cgroups.exists(scope)):
+            sampler.close()
+            raise ZoomdError(f"cannot record: scope {scope} is not a cgroup2 group here")
+        recorder = TapRecorder(
+            path, file_tap, scope=scope, page_size=sampler.host.page_size,
+            vital_groups=vital_groups(root), max_bytes=max_bytes, keep=keep,
+            hostname=hostname, extra={"interval": interval, "recorder": "zoomd record",
+                                      "monitors": list(monitors), "tap": True})
+    except BaseException:
+        tap.stop(file_tap)
+        raise
     stop = threading.Event()
     stopped_by: list[int] = []
 
@@ -165,11 +145,6 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
-    recorder = TickRecorder(
-        path, root, scope=scope, monitors=monitors_of(config_path, scope),
-        page_size=page_size, vital_groups=vital_groups(root), max_bytes=max_bytes,
-        keep=keep, subtree_every=subtree_every, hostname=hostname,
-        extra={"interval": interval, "recorder": "zoomd record"})
     started = time.monotonic()
     next_at = started
     samples = 0
@@ -178,7 +153,8 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
             now = time.monotonic()
             if duration is not None and now - started >= duration:
                 break
-            recorder.sample(now)
+            file_tap.begin()
+            recorder.tick(sampler.sample(now), [])
             samples += 1
             next_at += interval
             if next_at < time.monotonic():  # fell behind: skip, never burst
@@ -186,6 +162,8 @@ def record_for(path: str, root: Root, *, interval: float, duration: float | None
             stop.wait(max(0.0, next_at - time.monotonic()))
     finally:
         recorder.close()
+        sampler.close()
+        tap.stop(file_tap)
     writer = recorder.writer
     print(f"zoomd: recorded {samples} samples to {path} ({writer.dropped} dropped, "
           f"{writer.trace.rotations} rotations, {writer.errors} write errors)",

@@ -5,6 +5,10 @@ listing of a directory above it no longer names it (a group removed, a zram devi
 reset, a process exited and its group re-listed). So a replay reads, for every file
 the daemon read in a tick, the bytes the daemon read, and a file read once (the
 zones' watermarks, mountinfo at start-up) is still there in a rotated part's keyframe.
+
+A process's files (/proc/PID/...) also go once no tick has read them for
+PROC_KEEP_TICKS (looked for every PROC_KEEP_TICKS ticks): processes come and go by the thousand, nothing reads one once and
+relies on it later, and a replay reads them only in ticks the daemon read them in.
 """
 
 from __future__ import annotations
@@ -12,17 +16,20 @@ from __future__ import annotations
 from zoomd.kernel.tap import TapTake
 
 Changes = dict[str, str | None]  # kernel path -> text now held (None: gone)
+PROC_KEEP_TICKS = 60
 
 
 class TapState:
     """The files held, indexed by directory so a listing can drop what it no longer
     shows without a scan of every path."""
 
-    __slots__ = ("_children", "files")
+    __slots__ = ("_children", "_pids", "files", "ticks")
 
     def __init__(self) -> None:
         self.files: dict[str, str] = {}
         self._children: dict[str, set[str]] = {}  # directory -> names held under it
+        self._pids: dict[str, int] = {}  # /proc/PID -> the tick that last read it
+        self.ticks = 0
 
     def _add(self, path: str) -> None:
         child = path
@@ -77,7 +84,10 @@ class TapState:
                 if dirs_only and path not in self._children:
                     continue  # a file of the group: a listing of groups does not show it
                 self._drop_tree(path, changes)
+        ticks = self.ticks = self.ticks + 1
         for path, text in take.reads.items():
+            if path.startswith("/proc/") and path[6:7].isdigit():
+                self._pids[path[:path.find("/", 6)]] = ticks
             if text is None:
                 self._drop_tree(path, changes)
             elif self.files.get(path) is not text:
@@ -85,4 +95,9 @@ class TapState:
                     self._add(path)
                 self.files[path] = text
                 changes[path] = text
+        if ticks % PROC_KEEP_TICKS == 0:
+            for pid_dir in [p for p, seen in self._pids.items()
+                            if ticks - seen >= PROC_KEEP_TICKS]:
+                del self._pids[pid_dir]
+                self._drop_tree(pid_dir, changes)
         return changes

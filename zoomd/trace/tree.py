@@ -143,7 +143,7 @@ class MaterialisedTree:
             kind, ram_backed, block, via = verdicts[path]
         except (ValueError, KeyError, TypeError, RecursionError):  # a damaged trace
             return classify_swap(root, path, swap_type, mounts)
-        # As capture.swap_verdicts writes them; bool("false") would call a disk RAM.
+        # As recorder.swap_kinds_text writes them; bool("false") would call a disk RAM.
         if isinstance(kind, str) and isinstance(ram_backed, bool) and isinstance(via, str) \
                 and (block is None or isinstance(block, str)):
             return DeviceKind(kind, ram_backed, block, via)
