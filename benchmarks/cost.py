@@ -6,7 +6,7 @@
     python benchmarks/cost.py idle      # CPU of `zoomd run` over a minute, 3 configurations
     python benchmarks/cost.py rss       # peak (/usr/bin/time -v) and steady RSS
     python benchmarks/cost.py startup   # exec to READY=1
-    python benchmarks/cost.py trace     # per tick with `--record`: off, old capturer, tap
+    python benchmarks/cost.py trace     # per tick with `--record` (the tap) and without
     python benchmarks/cost.py all --json results.json
 
 Per-tick time is one daemon tick as the loop runs it (HostReader.sample, the host
@@ -172,16 +172,14 @@ def bench_tick(sizes=SIZES) -> dict[str, Any]:
 # -- tracing ----------------------------------------------------------------------------------
 def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
                       rank_every: int = 0) -> dict[str, Any]:
-    """Ticks as the loop runs them with `zoomd run --record` in `mode`: "off" (no trace),
-    "capture" (capture.Capturer re-reading the file sets after the sampler, as
-    `zoomd run --record` did before the tap) or "tap" (the readers' own reads kept).
+    """Ticks as the loop runs them with `zoomd run --record` in `mode`: "off" (no trace)
+    or "tap" (the readers' own reads kept). (The capturer that re-read the files after
+    the sampler until the tap: benchmarks/results/trace-tap.md, measured before it went.)
     With `rank_every`, every so many ticks also walk and rank the whole tree (what a
     firing policy reads: the tap keeps it too). The writer thread runs meanwhile, so
     the GIL it takes is in the figures; ticks are 20 ms apart to give it its turn."""
     from zoomd.kernel import tap
-    from zoomd.trace.capture import Capturer
     from zoomd.trace.recorder import TapRecorder
-    from zoomd.trace.writer import BackgroundWriter, TraceFile
 
     where = tempfile.mkdtemp(prefix="zoomd-cost-trace-", dir="/dev/shm")
     file_tap = tap.start(root.path if not root.is_live else "/") if mode == "tap" else None
@@ -191,14 +189,9 @@ def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
                     Logger("json", "warning", open(os.devnull, "w")),  # noqa: SIM115
                     scope="/", vital_groups=("/init.scope",), page_size=4096)
     model = HostModel(model_params(config))
-    header = {"format": "zoomd-trace", "version": 1, "page_size": 4096, "scope": "/"}
-    recorder = capturer = writer = None
-    if mode == "tap":
-        assert file_tap is not None
+    recorder = None
+    if file_tap is not None:
         recorder = TapRecorder(f"{where}/t.jsonl", file_tap, scope="/", page_size=4096)
-    elif mode == "capture":
-        capturer = Capturer(root, monitors=tuple(p.monitor for p in config.policy))
-        writer = BackgroundWriter(TraceFile(f"{where}/t.jsonl", header))
     policy = Policy(name="p", monitor="/", all=CALM, rank=("refaults", "memory"))
     ex = cand_mod.Exclusions(("/init.scope",), ("/init.scope",))
     total, ranking = [], []
@@ -210,8 +203,6 @@ def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
             if file_tap is not None:
                 file_tap.begin()
             snap = reader.sample(now=t)
-            if capturer is not None and writer is not None:
-                writer.submit_sample(t, time.time(), capturer.capture())
             est = model.update(snap)
             records = engine.tick(snap, est)
             ranks = bool(rank_every) and i % rank_every == 0
@@ -228,9 +219,8 @@ def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
     finally:
         engine.close()
         reader.close()
-        for closing in (recorder, writer):
-            if closing is not None:
-                closing.close()
+        if recorder is not None:
+            recorder.close()
         tap.stop(file_tap)
         size = os.path.getsize(f"{where}/t.jsonl") if mode != "off" else 0
         shutil.rmtree(where, ignore_errors=True)
@@ -241,7 +231,7 @@ def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
 
 
 def bench_trace(sizes=(1, 100, 1000)) -> dict[str, Any]:
-    """Per-tick cost of `zoomd run --record`: none, the old capturer, the tap; calm
+    """Per-tick cost of `zoomd run --record`: none, and the tap; calm
     ticks (typical policies), and ticks that also rank the whole tree (every 5th)."""
     out: dict[str, Any] = {"context": context(), "synthetic": {}}
     for n in sizes:
@@ -250,7 +240,7 @@ def bench_trace(sizes=(1, 100, 1000)) -> dict[str, Any]:
             row: dict[str, Any] = {"groups": len(host.groups)}
             config = policies(["/", *SynthHost.SLICES])
             ticks = 200 if n <= 100 else 100
-            for mode in ("off", "capture", "tap"):
+            for mode in ("off", "tap"):
                 row[mode] = time_traced_ticks(host.root, config, ticks, mode)
                 row[f"{mode}_ranking"] = time_traced_ticks(host.root, config, ticks, mode,
                                                            rank_every=5)

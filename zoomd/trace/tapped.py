@@ -7,8 +7,9 @@ the daemon read in a tick, the bytes the daemon read, and a file read once (the
 zones' watermarks, mountinfo at start-up) is still there in a rotated part's keyframe.
 
 A process's files (/proc/PID/...) also go once no tick has read them for
-PROC_KEEP_TICKS (looked for every PROC_KEEP_TICKS ticks): processes come and go by the thousand, nothing reads one once and
-relies on it later, and a replay reads them only in ticks the daemon read them in.
+PROC_KEEP_TICKS (looked for every PROC_KEEP_TICKS ticks): processes come and go by
+the thousand, nothing reads one once and relies on it later, and a replay reads them
+only in ticks the daemon read them in.
 """
 
 from __future__ import annotations
