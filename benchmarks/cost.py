@@ -188,7 +188,7 @@ def time_traced_ticks(root: Root, config: Config, ticks: int, mode: str,
     engine = Engine(config, cgroups, RecordingBackend(),
                     Logger("json", "warning", open(os.devnull, "w")),  # noqa: SIM115
                     scope="/", vital_groups=("/init.scope",), page_size=4096)
-    model = HostModel(model_params(config))
+    model = HostModel(config.reclaim)
     recorder = None
     if file_tap is not None:
         recorder = TapRecorder(f"{where}/t.jsonl", file_tap, scope="/", page_size=4096)
