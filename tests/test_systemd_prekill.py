@@ -348,3 +348,23 @@ def test_hooks_run_before_the_cgroup_kill_write_and_the_xattrs(hookdir, tmp_path
     assert outcome.method == "cgroup.kill" and child.pid in outcome.pids
     assert read_counter(str(group), OOMS) == 1 and read_counter(str(group), KILL) == 1
     assert outcome.to_json()["prekill_hooks"][0]["outcome"] == "answered"
+
+
+def test_an_answer_before_a_reset_still_counts(tmp_path) -> None:
+    """A hook that answers and closes without reading the call: the kernel resets the
+    connection (ECONNRESET) after delivering the answer, which is kept (found by
+    tests/test_fuzz_systemd_protocol.py)."""
+    directory = tmp_path / "hooks"
+    directory.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(directory / "rude.sock"))
+    listener.listen(1)
+    try:
+        calls = PrekillCalls(str(directory), "/x.service", 2.0)
+        conn, _ = listener.accept()
+        conn.sendall(RECORDED_V260_REPLY)
+        conn.close()  # the call is still unread
+        drive(calls)
+    finally:
+        listener.close()
+    assert [(r.outcome, r.detail) for r in calls.results] == [("answered", None)]

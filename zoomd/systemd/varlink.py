@@ -92,13 +92,17 @@ class VarlinkStream:
         """Every complete message readable now. Raises EOFError when the peer hung up
         (after the messages it sent) and VarlinkError on a protocol violation."""
         eof = False
+        why = "peer closed the connection"
         while True:
             try:
                 chunk = self.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                raise EOFError(str(exc)) from None
+                # ECONNRESET (the peer closed with our bytes unread) may follow data it
+                # sent first: the complete messages are still returned.
+                eof, why = True, str(exc)
+                break
             if not chunk:
                 eof = True
                 break
@@ -114,7 +118,7 @@ class VarlinkStream:
             del self._inbuf[: end + 1]
             messages.append(decode(raw))
         if eof and not messages:
-            raise EOFError("peer closed the connection")
+            raise EOFError(why)
         return messages
 
     def close(self) -> None:
