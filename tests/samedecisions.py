@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from zoomd.daemon.decision import Decision
+
 # What a replayed record may differ in from the live one, and why: `time` is the wall
 # clock (replay stamps the sample's); `monotonic` the engine rounds to ms while replay
 # gives the sample's own stamp (checked equal once rounded); `result.method` names the
@@ -26,15 +28,15 @@ def differences(live: Any, replayed: Any, where: str = "") -> list[str]:
     return [] if live == replayed else [f"{where}: {live!r} != {replayed!r}"]
 
 
-def assert_same_decisions(live: list[dict[str, Any]], replayed: list[dict[str, Any]],
+def assert_same_decisions(live: list[dict[str, Any]], replayed: list[Decision],
                           root: str = "") -> None:
     """Field for field, but for what DIFFERS documents (`root`: a live daemon's root
     that is not /, which its paths carry and replay's, in kernel paths, do not)."""
     assert len(replayed) == len(live)
-    for a, b in zip(live, replayed, strict=True):
+    for a, decision in zip(live, replayed, strict=True):
         text = json.dumps(a)
         a = json.loads(text.replace(json.dumps(root)[1:-1] + "/", "/") if root else text)
-        b = json.loads(json.dumps(b))
+        b = json.loads(json.dumps(decision.to_json()))
         assert a["monotonic"] == round(b["monotonic"], 3)
         assert a["result"].pop("method") == "dry-run"
         assert b["result"].pop("method") == "replay"

@@ -220,8 +220,8 @@ def drive(host: FakeHost, engine: Engine, seconds: float, t0: float, *, thrash: 
                 g.refault_anon += int(pages_s * step)
                 g.pgsteal += int(pages_s * step)
         host.write()
-        records.extend(engine.tick(host_snapshot(t, root_us),
-                                   estimate(host_snapshot(t, root_us), None, ModelParams())))
+        records.extend(r.to_json() for r in engine.tick(
+            host_snapshot(t, root_us), estimate(host_snapshot(t, root_us), None, ModelParams())))
     return records, t
 
 

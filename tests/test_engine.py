@@ -79,7 +79,7 @@ class Driver:
             self.lab.write()
             snap = host_snapshot(self.t)
             est = estimate(snap, None, ModelParams())
-            new.extend(self.engine.tick(snap, est))
+            new.extend(r.to_json() for r in self.engine.tick(snap, est))
         self.records.extend(new)
         return new
 
@@ -304,7 +304,7 @@ def test_hooks_run_around_the_action(lab, tmp_path) -> None:
     d.full_pct, d.refault_pages_s = 60.0, 40_000
     # The record is made once the before hook has exited: in a tick, or at the latest
     # when what is in flight is finished.
-    records = d.run(6.0) + engine.finish_in_flight()
+    records = d.run(6.0) + [r.to_json() for r in engine.finish_in_flight()]
     engine.close()
     assert [h["name"] for h in records[0]["hooks"]] == ["pre", "post"]
     before = json.loads(out_before.read_text())

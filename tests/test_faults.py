@@ -113,7 +113,8 @@ class Stalling:
                 g.some_us += int(0.6 * step * 1e6)
             self.h.write()
             snap = host_snapshot(self.t)
-            out += self.engine.tick(snap, estimate(snap, None, ModelParams()))
+            out += [r.to_json() for r in self.engine.tick(snap, estimate(snap, None,
+                                                                          ModelParams()))]
         return out
 
 

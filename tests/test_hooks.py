@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import time
 from types import SimpleNamespace
 
+from zoomd.actions.outcome import ActionOutcome
+from zoomd.daemon.decision import Decision, ReclaimFigures
 from zoomd.daemon.hooks import HookRunner, hook_environment
+from zoomd.daemon.triggers import Verdict, WindowFigures
 
-RECORD = {
-    "policy": "stuck-memory", "action": "kill", "victim": "/lab/workload", "monitor": "/lab",
-    "dry_run": False, "trigger": {"figures": {"memory_pressure_full_pct": 55.5,
-                                              "refault_rate_pct": 40.0}},
-    "reclaim": {"anon_efficiency_pct": 48.0, "effective_available_bytes": 123},
-    "result": {"ok": True, "error": None},
-}
+FIGURES = WindowFigures(5.0, 55.5, None, None, 40.0, None, None, None, None, False)
+RECORD = Decision(
+    "policy", 0.0, "stuck-memory", "kill", False, "/lab/workload",
+    ActionOutcome("kill", "/lab/workload", True, "cgroup.kill", (), None, None, None), "",
+    monitor="/lab", verdict=Verdict(FIGURES, {}, {}),
+    reclaim=ReclaimFigures("auto", 0, 0, 0, 123, 48.0, False))
 
 
 def hook(command, when="before", timeout=5.0, dry_run=False, policies=(), actions=(),
@@ -71,7 +74,7 @@ def test_slow_before_hook_is_cut_at_its_timeout() -> None:
 def test_hooks_skip_dry_run_unless_asked(tmp_path) -> None:
     out = tmp_path / "ran"
     command = ["touch", str(out)]
-    dry = dict(RECORD, dry_run=True)
+    dry = dataclasses.replace(RECORD, dry_run=True)
     HookRunner((hook(command),)).before(dry)
     assert not out.exists()
     HookRunner((hook(command, dry_run=True),)).before(dry)
@@ -94,7 +97,8 @@ def test_missing_hook_binary_is_reported_not_raised() -> None:
 
 
 def test_environment_for_failed_result() -> None:
-    env = hook_environment(dict(RECORD, result={"ok": False, "error": "gone"}), "after")
+    failed = ActionOutcome("kill", "/lab/workload", False, "cgroup.kill", (), None, None, "gone")
+    env = hook_environment(dataclasses.replace(RECORD, outcome=failed), "after")
     assert env["ZOOMD_RESULT"] == "failed" and env["ZOOMD_ERROR"] == "gone"
 
 

@@ -17,8 +17,13 @@ from types import SimpleNamespace
 import pytest
 
 from zoomd import isolated
+from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.handover import load_runtime_config
+from zoomd.daemon.decision import Decision
 from zoomd.daemon.hooks import HookRunner
+
+DECISION = Decision("policy", 0.0, "p", "kill", False, "/g",
+                    ActionOutcome("kill", "/g", False, "pending", (), None, None, None), "")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -108,7 +113,7 @@ def test_a_hook_is_never_looked_up_in_the_working_directory(tmp_path, monkeypatc
     runner = HookRunner((SimpleNamespace(name="h", when="before", command=("zoomd-hook",),
                                          timeout=5.0, dry_run=False, policies=(),
                                          actions=()),))
-    runs = runner.before({"policy": "p", "action": "kill"})
+    runs = runner.before(DECISION)
     assert runs[0].error is not None and "zoomd-hook" in runs[0].error
     assert not marker.exists()
 
@@ -125,6 +130,6 @@ def test_a_hook_runs_in_root_with_only_absolute_path_entries(tmp_path, monkeypat
                                          command=(sys.executable, "-c", code, str(out)),
                                          timeout=10.0, dry_run=False, policies=(),
                                          actions=()),))
-    runs = runner.before({"policy": "p", "action": "kill"})
+    runs = runner.before(DECISION)
     assert runs[0].returncode == 0, runs
     assert __import__("json").loads(out.read_text()) == ["/", "/usr/bin:/bin"]

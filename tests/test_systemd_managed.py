@@ -101,8 +101,8 @@ def test_swap_guard_kills_the_largest_swap_user(fake) -> None:
     guard = SwapGuard()
     entries = [ManagedCgroup(USER, SWAP)]
     record = guard.tick(engine, host, est, entries, 9000, "strict")
-    assert record is not None and record["victim"] == f"{USER}/big.service"
-    assert record["reason"] == "memory-used"
+    assert record is not None and record.victim == f"{USER}/big.service"
+    assert record.reason == "memory-used"
     assert [c.target.endswith("big.service") for c in backend.calls] == [True]
     assert guard.tick(engine, host, est, entries, 9000, "strict") is None  # quiet
 
@@ -131,8 +131,8 @@ def test_zram_aware_swap_rule_ranks_by_memory_when_nobody_has_swapped(tmp_path) 
     guard = SwapGuard()
     record = guard.tick(engine, host, failing, entries, 9000, "zram-aware")
     assert guard.last is not None and guard.last.holds
-    assert record is not None and record["victim"] == f"{USER}/hog.service"
-    assert record["ranked_by"] == ["memory", "swap"]
+    assert record is not None and record.victim == f"{USER}/hog.service"
+    assert record.ranked_by == ("memory", "swap")
 
 
 def test_swap_onset_burst_does_not_fool_the_zram_aware_swap_rule(fake) -> None:
@@ -168,7 +168,7 @@ def test_swap_onset_burst_does_not_fool_the_zram_aware_swap_rule(fake) -> None:
         if record is not None:
             records.append((t, record))
     assert [t for t, _ in records] == [15]  # failing since t=10, sustained 5 s at t=15
-    assert records[0][1]["victim"] == f"{USER}/big.service"
+    assert records[0][1].victim == f"{USER}/big.service"
 
 
 def test_swap_guard_acts_through_the_engines_action_path(fake) -> None:
@@ -216,8 +216,8 @@ def test_swap_guard_acts_through_the_engines_action_path(fake) -> None:
     assert guard.tick(engine, host, est, entries, 9000, "strict") is None
     assert len(inner.calls) == 1
     records = engine.tick(host, est)
-    assert [r["victim"] for r in records] == [f"{USER}/big.service"]
-    assert records[0]["reason"] == "memory-used" and records[0]["result"]["ok"]
+    assert [r.victim for r in records] == [f"{USER}/big.service"]
+    assert records[0].reason == "memory-used" and records[0].outcome.ok
     assert list(engine.records) == records and not engine.in_flight(guard)
     assert heard == [(f"{USER}/big.service", "memory-used")]
 

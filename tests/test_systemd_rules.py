@@ -16,6 +16,7 @@ from test_systemd_varlink import FakePid1, pump
 
 from zoomd.actions.backend import RecordingBackend
 from zoomd.config.runtime import Config
+from zoomd.daemon.decision import Decision
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.log import Logger
 from zoomd.kernel.cgroups import CgroupReader
@@ -232,7 +233,8 @@ def run(guard, engine, entries, times, swap_free=4 * GiB, mode="strict"):
         record = guard.tick(engine, host, estimate(host, None, ModelParams()), entries,
                             RULESETS, mode)
         if record is not None:
-            out.append((t, record))
+            assert record.kind == "oom-rule" and Decision.from_json(record.to_json()) == record
+            out.append((t, record.to_json()))
     return out
 
 

@@ -1,11 +1,12 @@
 """Policy state machines: when conditions have held long enough, choose and act.
 
 The engine is driven by `tick()` with the host snapshot of the moment; it owns no
-timers and reads no clock of its own, so tests (and replay) can drive it with any
-clock. Acting goes through an ActionBackend, which dry-run replaces. Nothing in a tick
-waits: a decision's before-hooks and its kill are an action in flight
-(daemon/inflight.py), advanced by each later tick and, between ticks, by the loop
-(`advance_actions`); its record is made when it is over.
+timers and reads no clock of its own (the wall time its records carry comes from an
+injected `wall_clock`), so tests and replay can drive it with any clock. Acting goes
+through an ActionBackend, which dry-run replaces. Nothing in a tick waits: a
+decision's before-hooks and its kill are an action in flight (daemon/inflight.py),
+advanced by each later tick and, between ticks, by the loop (`advance_actions`); its
+record, a Decision (daemon/decision.py), is made when it is over.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from zoomd.actions.backend import ActionBackend, DryRunBackend, Finished, PendingAction
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import Config, Policy, is_template
 from zoomd.daemon import candidates as cand_mod
 from zoomd.daemon import templates as tmpl_mod
+from zoomd.daemon.decision import Decision, HookRun, RankedCandidate, ReclaimFigures
 from zoomd.daemon.domains import Domain
 from zoomd.daemon.globs import is_ancestor_or_self, matches, relative_to, scoped
-from zoomd.daemon.hooks import HookRun, HookRunner
+from zoomd.daemon.hooks import HookRunner
 from zoomd.daemon.inflight import InFlight, InFlightSet
 from zoomd.daemon.log import Logger
 from zoomd.daemon.monitor import GroupMonitor, open_monitor
@@ -32,16 +34,18 @@ from zoomd.daemon.policy_stalls import PolicyStalls, uses_protected_stall
 from zoomd.daemon.processes import ProcessChoice, choose_process, major_faults
 from zoomd.daemon.sample import GroupSample, History
 from zoomd.daemon.triggers import (
+    NO_EVIDENCE,
     TURNOVER_WINDOW_S,
+    Verdict,
     WindowFigures,
-    conditions_hold,
+    judge,
     uses_turnover,
     window_figures,
 )
 from zoomd.errors import ZoomdError
 from zoomd.kernel.cgroups import MAX_PIDS_OWNED, CgroupReader
 from zoomd.kernel.hotfile import FdBudget, process_budget
-from zoomd.kinds import RankKey
+from zoomd.kinds import Action, RankKey
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 
@@ -72,12 +76,16 @@ class PolicyState:
     # Major faults of the processes directly in the watched group at the same start.
     process_faults: dict[int, int] = field(default_factory=dict)
     frozen: dict[str, FrozenGroup] = field(default_factory=dict)
-    last_figures: WindowFigures | None = None
+    verdict: Verdict = NO_EVIDENCE  # this tick's: its conditions over its window
     last_no_victim_log: float = -1e9
     last_sample_error_log: float = -1e9
     template: str | None = None  # the template this policy is an instance of
     domain: Domain | None = None  # the memory domain it guards (select = "limited")
     leaf_is_candidate: bool = False  # see Engine.add_policy
+
+    @property
+    def last_figures(self) -> WindowFigures | None:
+        return self.verdict.figures
 
 
 class Engine:
@@ -86,8 +94,10 @@ class Engine:
     def __init__(self, config: Config, reader: CgroupReader, backend: ActionBackend,
                  logger: Logger, *, scope: str = "/", dry_run: bool = False,
                  vital_groups: tuple[str, ...] = (), page_size: int = 4096,
-                 fd_budget: FdBudget | None = None) -> None:
+                 fd_budget: FdBudget | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.wall_clock = wall_clock  # the time a record says it was made (replay: the trace's)
         # Descriptors every watched group's files may keep open, together (the daemon
         # shares its budget with its PSI triggers; None: one of the engine's own).
         self.fd_budget = fd_budget if fd_budget is not None else process_budget()
@@ -102,10 +112,10 @@ class Engine:
             protect=tuple(config.daemon.protect), vital_groups=vital_groups)
         # The latest decision records (they are logged as they are made): bounded, so a
         # daemon that acts for months does not keep every record it ever made.
-        self.records: deque[dict[str, Any]] = deque(maxlen=RECORDS_KEPT)
+        self.records: deque[Decision] = deque(maxlen=RECORDS_KEPT)
         self.hooks = HookRunner(tuple(config.hook))
         self.inflight = InFlightSet()
-        self._finished: list[dict[str, Any]] = []  # records made between two ticks
+        self._finished: list[Decision] = []  # records made between two ticks
         self.stalls: PolicyStalls | None = None  # set by the daemon when [taskstats] is on
         self.states: list[PolicyState] = []
         # Templates (glob monitors, select = "limited"): their instances are policies
@@ -231,7 +241,7 @@ class Engine:
         """Seconds until an action in flight wants a look without an event."""
         return self.inflight.wake_in()
 
-    def finish_in_flight(self) -> list[dict[str, Any]]:
+    def finish_in_flight(self) -> list[Decision]:
         """Finish every action in flight, waiting for it (shutdown, tests): bounded by
         the hooks' timeouts and the kills'. Returns the records not yet returned."""
         self._finished.extend(self.inflight.drain())
@@ -239,7 +249,7 @@ class Engine:
         return done
 
     # ---------------------------------------------------------------------------------
-    def tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
+    def tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[Decision]:
         """Advance every policy by one sample; returns the records of actions finished
         since the previous tick (made by it or by an action in flight)."""
         done, self._finished = self._finished, []
@@ -268,13 +278,9 @@ class Engine:
                     uses_protected_stall(state.policy):
                 pct, _ = self.stalls.protected_stall_pct(state.policy, state.monitor.path)
                 fig = dataclasses.replace(fig, protected_stall_pct=pct)
-            state.last_figures = fig
-            holds = False
-            results: tuple[dict[str, bool], dict[str, bool]] = ({}, {})
-            if fig is not None:
-                holds, all_r, any_r = conditions_hold(state.policy.all, state.policy.any, fig)
-                results = (all_r, any_r)
-            done.extend(self._advance_frozen(state, now, holds, fig, estimate))
+            state.verdict = verdict = judge(policy.all, policy.any, fig)
+            holds = verdict.holds
+            done.extend(self._advance_frozen(state, now, holds))
             if not holds:
                 state.pending_since = None
                 state.baseline.clear()
@@ -289,9 +295,8 @@ class Engine:
             if now - state.pending_since < state.policy.for_ or now < state.quiet_until \
                     or self.inflight.owned_by(state):
                 continue
-            assert fig is not None
             try:
-                record = self._fire(state, host, estimate, fig, results)
+                record = self._fire(state, host, estimate, verdict)
             except ZoomdError as exc:
                 # Reading the chosen group failed before anything was done to it.
                 self.logger.warning("cannot act", policy=state.policy.name, error=str(exc))
@@ -463,8 +468,7 @@ class Engine:
         return choice, ""
 
     def _fire(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
-              fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
-              ) -> dict[str, Any] | None:
+              verdict: Verdict) -> Decision | None:
         chosen = self._choose(state, host)
         if chosen is None:
             return None
@@ -480,35 +484,21 @@ class Engine:
             victim_memory = ranked[0].memory
             issue = self._prepare(backend, policy, victim_path)  # reads it: may raise
 
-        def make(outcome: ActionOutcome) -> dict[str, Any]:
-            record = self._record(state, host, estimate, fig, results, ranked, skipped,
-                                  victim_path, action, dry, outcome)
-            record["victim_memory_bytes"] = victim_memory
-            if state.domain is not None:
-                record["domain"] = {"path": state.domain.path, "limit_bytes":
-                                    state.domain.limit, "source": state.domain.source}
-            if process is not None:
-                record["process"] = process.to_json()
-                record["why_process"] = why_process
-            return record
+        # The record, made once: the before-hooks see it with a pending outcome, and
+        # it is finished with the action's own.
+        pending = self._record(state, host, estimate, verdict, ranked, skipped, victim_path,
+                               action, dry, victim_memory, process, why_process,
+                               stall_figures)
+        hooks = self.hooks.start_before(pending) if self.hooks.hooks else None
 
-        hooks = None
-        if self.hooks.hooks:
-            pending = ActionOutcome(action, victim_path, False, "pending", (), None,
-                                    None, None)
-            hooks = self.hooks.start_before(make(pending))
-
-        def finish(outcome: ActionOutcome, hook_runs: list[HookRun]) -> dict[str, Any]:
-            record = make(outcome)
-            if stall_figures:
-                record["stalls"] = stall_figures
+        def finish(outcome: ActionOutcome, hook_runs: list[HookRun]) -> Decision:
+            record = pending.finished(outcome, self.wall_clock())
             if self.hooks.hooks:
-                hook_runs = hook_runs + self.hooks.after(record)
-                record["hooks"] = [run.to_json() for run in hook_runs]
+                record = dataclasses.replace(
+                    record, hooks=(*hook_runs, *self.hooks.after(record)))
             if outcome.ok and action == "freeze" and not dry:
                 state.frozen[victim_path] = FrozenGroup(victim_path, host.monotonic)
-            self.logger.record(record)
-            self.records.append(record)
+            self._keep(record)
             return record
 
         # Decided now: the policies on this group wait from now, as they did when the
@@ -561,20 +551,20 @@ class Engine:
         return self._kill_largest_process(backend, path, policy)
 
     def start_action(self, owner: object, policy: Policy, path: str,
-                     make_record: Callable[[ActionOutcome, bool], dict[str, Any]], *,
-                     reason: str | None = None) -> dict[str, Any] | None:
+                     make_record: Callable[[bool], Decision], *,
+                     reason: str | None = None) -> Decision | None:
         """An action decided by a rule of its own (the swap rule), through the same path
         as a policy's: the backend for `policy` (dry-run or not), the group read now,
         the action in flight until over (owned by `owner`, which should not decide
-        again meanwhile: see `in_flight`), then its record made by `make_record(outcome,
-        dry)`, logged and kept. Returns the record when it is over at once."""
+        again meanwhile: see `in_flight`), then its record, `make_record(dry)` finished
+        with the outcome, logged and kept. Returns the record when it is over at once."""
         backend, dry = self._backend_for(policy)
         issue = self._prepare(backend, policy, path, reason)
+        pending = make_record(dry)
 
-        def finish(outcome: ActionOutcome, _runs: list[HookRun]) -> dict[str, Any]:
-            record = make_record(outcome, dry)
-            self.logger.record(record)
-            self.records.append(record)
+        def finish(outcome: ActionOutcome, _runs: list[HookRun]) -> Decision:
+            record = pending.finished(outcome, self.wall_clock())
+            self._keep(record)
             return record
 
         return self.inflight.start(InFlight(owner, None, issue, finish))
@@ -609,10 +599,8 @@ class Engine:
             return lambda: Finished(refused)
         return self._issue_process_kill(backend, choice.pid)
 
-    def _advance_frozen(self, state: PolicyState, now: float, holds: bool,
-                        fig: WindowFigures | None, estimate: ReclaimEstimate,
-                        ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _advance_frozen(self, state: PolicyState, now: float, holds: bool) -> list[Decision]:
+        out: list[Decision] = []
         policy = state.policy
         for path, frozen in list(state.frozen.items()):
             if policy.kill_after_frozen is not None and \
@@ -641,8 +629,8 @@ class Engine:
         backend, dry = self._backend_for(state.policy)
         v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
         return InFlight(state, None, lambda: backend.start_kill_cgroup(v2_dir),
-                        lambda outcome, _runs: self._simple_record(state, "kill", path, dry,
-                                                                   outcome, reason))
+                        lambda outcome, _runs: self._simple_record(state, "escalation", path,
+                                                                   dry, outcome, reason))
 
     def _thaw(self, state: PolicyState, path: str, reason: str) -> InFlight:
         """thaw_after: thaw a group once its policy's conditions stayed clear."""
@@ -650,8 +638,8 @@ class Engine:
         v2_dir = self.reader.root.join(self.reader.layout.v2_dir(path))
         v1_freezer = self._v1_freezer_dir(path)
         return InFlight(state, None, lambda: backend.start_thaw_cgroup(v2_dir, v1_freezer),
-                        lambda outcome, _runs: self._simple_record(state, "thaw", path, dry,
-                                                                   outcome, reason))
+                        lambda outcome, _runs: self._simple_record(state, "thaw", path,
+                                                                   dry, outcome, reason))
 
     def thaw_all(self) -> list[ActionOutcome]:
         """On shutdown: thaw everything zoomd froze."""
@@ -664,55 +652,46 @@ class Engine:
         return outcomes
 
     # ---------------------------------------------------------------------------------
-    def _simple_record(self, state: PolicyState, action: str, path: str, dry: bool,
-                       outcome: ActionOutcome, reason: str) -> dict[str, Any]:
+    def _keep(self, record: Decision) -> None:
+        """A finished decision: logged, and kept among the latest."""
+        self.logger.record(record.to_json())
+        self.records.append(record)
+
+    def _simple_record(self, state: PolicyState, kind: Literal["escalation", "thaw"],
+                       path: str, dry: bool, outcome: ActionOutcome,
+                       reason: str) -> Decision:
+        action: Literal["kill", "thaw"] = "kill" if kind == "escalation" else "thaw"
         verb = f"would {action}" if dry else {"kill": "killed", "thaw": "thawed"}[action]
         summary = f"{verb} {path} (policy {state.policy.name}: {reason})"
-        record = {
-            "time": time.time(), "policy": state.policy.name, "action": action,
-            "dry_run": dry, "victim": path, "reason": reason, "result": outcome.to_json(),
-            "summary": summary,
-        }
-        self.logger.record(record)
-        self.records.append(record)
+        record = Decision(kind, self.wall_clock(), state.policy.name, action, dry, path,
+                          outcome, summary, reason=reason)
+        self._keep(record)
         return record
 
     def _record(self, state: PolicyState, host: HostSnapshot, estimate: ReclaimEstimate,
-                fig: WindowFigures, results: tuple[dict[str, bool], dict[str, bool]],
-                ranked: list[cand_mod.Candidate], skipped: dict[str, str], victim: str,
-                action: str, dry: bool, outcome: ActionOutcome) -> dict[str, Any]:
+                verdict: Verdict, ranked: list[cand_mod.Candidate], skipped: dict[str, str],
+                victim: str, action: Action, dry: bool, victim_memory: int,
+                process: ProcessChoice | None, why_process: str,
+                stall_figures: dict[str, dict[str, Any]]) -> Decision:
+        """A policy's decision, its action pending (see Decision.finished)."""
         policy = state.policy
+        fig = verdict.figures
+        assert fig is not None  # it fired: its conditions held over these figures
         verbs = {"kill": ("would kill", "killed"), "freeze": ("would freeze", "froze"),
                  "kill-process": ("would kill the largest process of",
                                   "killed the largest process of")}
         verb = verbs[action][0] if dry else verbs[action][1]
-        held = [k for k, v in {**results[0], **results[1]}.items() if v]
-        summary = (f"{verb} {victim} (policy {policy.name}: {', '.join(held)}; "
+        summary = (f"{verb} {victim} (policy {policy.name}: {', '.join(verdict.held())}; "
                    f"full {fig.pressure_full_pct or 0:.0f}% over {fig.seconds:.1f}s)")
-        if not outcome.ok:
-            summary += f" FAILED: {outcome.error}"
-        return {
-            "time": time.time(),
-            "monotonic": round(host.monotonic, 3),
-            "policy": policy.name,
-            "monitor": state.monitor.path,
-            "action": action,
-            "dry_run": dry,
-            "victim": victim,
-            "victim_relative": relative_to(victim, state.monitor.path),
-            "trigger": {"figures": fig.to_json(), "all": results[0], "any": results[1],
-                        "held_for_seconds": policy.for_},
-            "reclaim": {
-                "mode": estimate.mode,
-                "kernel_reclaimable_bytes": estimate.kernel_reclaimable,
-                "anon_reclaimable_bytes": estimate.anon_reclaimable,
-                "file_reclaimable_bytes": estimate.file_reclaimable,
-                "effective_available_bytes": estimate.effective_available,
-                "anon_efficiency_pct": estimate.anon_efficiency_pct,
-                "all_swap_ram_backed": host.all_ram_backed,
-            },
-            "candidates": [c.to_json(policy.rank) for c in ranked[:SHOWN_CANDIDATES]],
-            "skipped": skipped,
-            "result": outcome.to_json(),
-            "summary": summary,
-        }
+        pending = ActionOutcome(action, victim, False, "pending", (), None, None, None)
+        return Decision(
+            "policy", self.wall_clock(), policy.name, action, dry, victim, pending, summary,
+            monotonic=round(host.monotonic, 3), monitor=state.monitor.path,
+            victim_relative=relative_to(victim, state.monitor.path), verdict=verdict,
+            held_for=policy.for_, reclaim=ReclaimFigures.of(estimate, host.all_ram_backed),
+            candidates=tuple(RankedCandidate.of(c, policy.rank)
+                             for c in ranked[:SHOWN_CANDIDATES]),
+            skipped=skipped, victim_memory=victim_memory, domain=state.domain,
+            process=process, why_process=why_process if process is not None else None,
+            stalls=stall_figures or None,
+            hooks=() if self.hooks.hooks else None)

@@ -18,10 +18,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from zoomd.daemon.decision import Decision, HookRun
 from zoomd.daemon.globs import compile_glob
 from zoomd.isolated import safe_path
 from zoomd.kernel.hotfile import started_soft_limit
@@ -52,49 +51,34 @@ def hook_argv(command: tuple[str, ...] | list[str], path: str) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _WITH_SOFT_NOFILE, str(soft), program, *argv]
 
 
-@dataclass(frozen=True, slots=True)
-class HookRun:
-    """What running one hook gave: for the decision record."""
-
-    name: str
-    when: str
-    returncode: int | None  # None: still running (after) or killed at the timeout
-    seconds: float
-    timed_out: bool
-    error: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "when": self.when, "returncode": self.returncode,
-                "seconds": round(self.seconds, 3), "timed_out": self.timed_out,
-                "error": self.error}
-
-
-def hook_environment(record: Mapping[str, Any], phase: str) -> dict[str, str]:
-    """The documented ZOOMD_* variables a hook receives."""
-    trigger = record.get("trigger", {}).get("figures", {})
-    reclaim = record.get("reclaim", {})
-    result = record.get("result") or {}
+def hook_environment(record: Decision, phase: str) -> dict[str, str]:
+    """The documented ZOOMD_* variables a hook receives (figures as the record's JSON
+    shows them: rounded as there)."""
+    figures = record.verdict.figures if record.verdict is not None else None
+    trigger = figures.to_json() if figures is not None else {}
+    reclaim = record.reclaim
 
     def text(value: Any) -> str:
         return "" if value is None else str(value)
 
     env = {
         "ZOOMD_PHASE": phase,
-        "ZOOMD_POLICY": text(record.get("policy")),
-        "ZOOMD_ACTION": text(record.get("action")),
-        "ZOOMD_CGROUP": text(record.get("victim")),
-        "ZOOMD_MONITOR": text(record.get("monitor")),
-        "ZOOMD_DRY_RUN": "1" if record.get("dry_run") else "0",
-        "ZOOMD_REASON": text(record.get("reason")),
+        "ZOOMD_POLICY": record.policy,
+        "ZOOMD_ACTION": record.action,
+        "ZOOMD_CGROUP": record.victim,
+        "ZOOMD_MONITOR": text(record.monitor),
+        "ZOOMD_DRY_RUN": "1" if record.dry_run else "0",
+        "ZOOMD_REASON": text(record.reason),
         "ZOOMD_PRESSURE_FULL_PCT": text(trigger.get("memory_pressure_full_pct")),
         "ZOOMD_REFAULT_RATE_PCT": text(trigger.get("refault_rate_pct")),
-        "ZOOMD_ANON_EFFICIENCY_PCT": text(reclaim.get("anon_efficiency_pct")),
-        "ZOOMD_EFFECTIVE_AVAILABLE_BYTES": text(reclaim.get("effective_available_bytes")),
-        "ZOOMD_MEMORY_BYTES": text(record.get("victim_memory_bytes")),
+        "ZOOMD_ANON_EFFICIENCY_PCT": text(reclaim.anon_efficiency_pct if reclaim else None),
+        "ZOOMD_EFFECTIVE_AVAILABLE_BYTES": text(reclaim.effective_available
+                                                if reclaim else None),
+        "ZOOMD_MEMORY_BYTES": text(record.victim_memory),
     }
     if phase == "after":
-        env["ZOOMD_RESULT"] = "ok" if result.get("ok") else "failed"
-        env["ZOOMD_ERROR"] = text(result.get("error"))
+        env["ZOOMD_RESULT"] = "ok" if record.outcome.ok else "failed"
+        env["ZOOMD_ERROR"] = text(record.outcome.error)
     return env
 
 
@@ -202,16 +186,16 @@ class HookRunner:
         self.hooks = hooks
         self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def _selected(self, when: str, record: Mapping[str, Any]) -> list[Any]:
+    def _selected(self, when: str, record: Decision) -> list[Any]:
         out = []
         for hook in self.hooks:
             if hook.when != when:
                 continue
-            if record.get("dry_run") and not hook.dry_run:
+            if record.dry_run and not hook.dry_run:
                 continue
-            if hook.actions and record.get("action") not in hook.actions:
+            if hook.actions and record.action not in hook.actions:
                 continue
-            policy = str(record.get("policy", ""))
+            policy = record.policy
             if hook.policies and not any(compile_glob(p).match(policy) for p in hook.policies):
                 continue
             out.append(hook)
@@ -226,16 +210,16 @@ class HookRunner:
                                 stderr=subprocess.DEVNULL, close_fds=True,
                                 start_new_session=True, cwd="/")
 
-    def start_before(self, record: Mapping[str, Any]) -> BeforeHooks:
+    def start_before(self, record: Decision) -> BeforeHooks:
         """Start the "before" hooks that apply to `record`; poll the batch for the rest."""
         return BeforeHooks(self, self._selected("before", record),
                            hook_environment(record, "before"))
 
-    def before(self, record: Mapping[str, Any]) -> list[HookRun]:
+    def before(self, record: Decision) -> list[HookRun]:
         """Run "before" hooks, each waited for at most its timeout (blocking)."""
         return self.start_before(record).wait()
 
-    def after(self, record: Mapping[str, Any]) -> list[HookRun]:
+    def after(self, record: Decision) -> list[HookRun]:
         """Start "after" hooks without waiting for them."""
         runs = []
         env = hook_environment(record, "after")

@@ -15,13 +15,11 @@ from __future__ import annotations
 import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from zoomd.actions.backend import PendingAction
 from zoomd.actions.outcome import ActionOutcome
-from zoomd.daemon.hooks import BeforeHooks, HookRun
-
-Record = dict[str, Any]
+from zoomd.daemon.decision import Decision, HookRun
+from zoomd.daemon.hooks import BeforeHooks
 
 
 @dataclass
@@ -36,11 +34,11 @@ class InFlight:
     owner: object  # the policy state that may not fire again meanwhile
     hooks: BeforeHooks | None
     issue: Callable[[], PendingAction]
-    finish: Callable[[ActionOutcome, list[HookRun]], Record]
+    finish: Callable[[ActionOutcome, list[HookRun]], Decision]
     pending: PendingAction | None = None
-    record: Record | None = None
+    record: Decision | None = None
 
-    def advance(self) -> Record | None:
+    def advance(self) -> Decision | None:
         """As far as it goes without waiting; the record once the action is over."""
         if self.record is not None:
             return self.record
@@ -66,7 +64,7 @@ class InFlight:
             return self.pending.wake_in()
         return self.hooks.wake_in() if self.hooks is not None else 0.0
 
-    def wait(self) -> Record:
+    def wait(self) -> Decision:
         """Block until the record is made (shutdown and tests; the loop never does)."""
         while (record := self.advance()) is None:
             poller = select.poll()
@@ -83,7 +81,7 @@ class InFlightSet:
 
     items: list[InFlight] = field(default_factory=list)
 
-    def start(self, item: InFlight) -> Record | None:
+    def start(self, item: InFlight) -> Decision | None:
         """Take a new decision and advance it at once: an action with no hooks and an
         outcome known at once (dry run) is recorded in the tick that decided it."""
         record = item.advance()
@@ -91,7 +89,7 @@ class InFlightSet:
             self.items.append(item)
         return record
 
-    def advance(self) -> list[Record]:
+    def advance(self) -> list[Decision]:
         done = []
         for item in list(self.items):
             record = item.advance()
@@ -111,7 +109,7 @@ class InFlightSet:
         wakes = [w for w in (item.wake_in() for item in self.items) if w is not None]
         return min(wakes) if wakes else None
 
-    def drain(self) -> list[Record]:
+    def drain(self) -> list[Decision]:
         """Finish every action, waiting (bounded by the hooks' timeouts and the kills')."""
         done = [item.wait() for item in self.items]
         self.items.clear()

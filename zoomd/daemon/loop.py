@@ -19,6 +19,7 @@ import time
 from zoomd.actions.backend import ActionBackend, CgroupfsBackend
 from zoomd.config.handover import PendingLoad, load_runtime_config
 from zoomd.config.runtime import Config
+from zoomd.daemon.decision import Decision
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
@@ -87,7 +88,8 @@ class Daemon:
     def _make_engine(self, config: Config) -> Engine:
         engine = Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
                         dry_run=self.dry_run, vital_groups=vital_groups(self.root),
-                        page_size=self.host.page_size, fd_budget=self.fd_budget)
+                        page_size=self.host.page_size, fd_budget=self.fd_budget,
+                        wall_clock=time.time)  # the records' wall time: this host's
         engine.stalls = self.stalls
         return engine
 
@@ -196,7 +198,7 @@ class Daemon:
         self.logger.info("configuration reloaded", files=",".join(files))
 
     # -- loop ---------------------------------------------------------------------------
-    def tick(self) -> list[dict]:
+    def tick(self) -> list[Decision]:
         started = time.monotonic()
         if self.tap is not None:
             self.tap.begin()  # what the trace's sample holds: this tick's first reads

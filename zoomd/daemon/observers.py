@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
+from zoomd.daemon.decision import Decision
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 
@@ -18,7 +19,7 @@ class TickObserver(Protocol):
     def sampled(self, daemon: Any, snap: HostSnapshot) -> None: ...
 
     def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[dict[str, Any]], seconds: float) -> None: ...
+                records: list[Decision], seconds: float) -> None: ...
 
     def on_reload(self, daemon: Any) -> None: ...
 
@@ -48,7 +49,7 @@ class TraceObserver:
         pass  # the tap hears the tick's reads as they happen; observe() hands them on
 
     def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[dict[str, Any]], seconds: float) -> None:
+                records: list[Decision], seconds: float) -> None:
         self.recorder.tick(snap, records)
 
     def on_reload(self, daemon: Any) -> None:
@@ -128,7 +129,7 @@ class MetricsObserver:
         pass
 
     def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[dict[str, Any]], seconds: float) -> None:
+                records: list[Decision], seconds: float) -> None:
         self.metrics.observe(daemon.engine, snap, estimate, records, seconds)
         if self.trace is not None:
             self.metrics.extra["zoomd_trace_dropped_samples_total"] = \

@@ -8,7 +8,9 @@ does not hold: without evidence zoomd does nothing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from zoomd.config.runtime import Conditions
 from zoomd.daemon.sample import GroupSample, History
@@ -58,6 +60,49 @@ class WindowFigures:
             "refault_share_pct": rnd(self.refault_share_pct),
             "swap_turnover": rnd(self.swap_turnover),
         }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WindowFigures:
+        """The inverse of to_json (its rounding is kept: to_json gives `data` again)."""
+        return cls(data["window_seconds"], data["memory_pressure_full_pct"],
+                   data["memory_pressure_some_pct"], data["memory_pressure_full_avg10"],
+                   data["refault_rate_pct"], data["anon_efficiency_pct"],
+                   data["pgscan_delta"], data["effective_available_bytes"],
+                   data["memory_basis_bytes"], data["all_swap_ram_backed"],
+                   data.get("protected_stall_pct"), data.get("refault_share_pct"),
+                   data.get("swap_turnover"))
+
+
+VerdictState = Literal["no-evidence", "clear", "holds"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A policy's conditions judged over its window, once per tick (by the engine):
+    what fired a decision, and what metrics, replay and the VM probe show."""
+
+    figures: WindowFigures | None  # None: no evidence yet (too young a history)
+    all: Mapping[str, bool]
+    any: Mapping[str, bool]
+
+    @property
+    def holds(self) -> bool:
+        """Every `all` condition and (if any are set) one `any`; never without figures."""
+        return self.figures is not None and all(self.all.values()) and (
+            not self.any or any(self.any.values()))
+
+    @property
+    def state(self) -> VerdictState:
+        if self.figures is None:
+            return "no-evidence"
+        return "holds" if self.holds else "clear"
+
+    def held(self) -> list[str]:
+        """The conditions that held, `all` first, in configuration order."""
+        return [k for k, v in {**self.all, **self.any}.items() if v]
+
+
+NO_EVIDENCE = Verdict(None, {}, {})
 
 
 MIN_PARTIAL_WINDOW_S = 2.0
@@ -196,10 +241,15 @@ def condition_results(cond: Conditions, fig: WindowFigures) -> dict[str, bool]:
     return results
 
 
+def judge(all_of: Conditions, any_of: Conditions, fig: WindowFigures | None) -> Verdict:
+    """The policy's verdict over `fig` (no figures: no evidence, nothing holds)."""
+    if fig is None:
+        return NO_EVIDENCE
+    return Verdict(fig, condition_results(all_of, fig), condition_results(any_of, fig))
+
+
 def conditions_hold(all_of: Conditions, any_of: Conditions,
                     fig: WindowFigures) -> tuple[bool, dict[str, bool], dict[str, bool]]:
-    """The policy's verdict: every `all` condition and (if any are set) one `any`."""
-    all_results = condition_results(all_of, fig)
-    any_results = condition_results(any_of, fig)
-    holds = all(all_results.values()) and (not any_results or any(any_results.values()))
-    return holds, all_results, any_results
+    """The verdict as a tuple: (holds, `all` results, `any` results)."""
+    verdict = judge(all_of, any_of, fig)
+    return verdict.holds, dict(verdict.all), dict(verdict.any)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoomd import __version__
+from zoomd.daemon.decision import Decision
 from zoomd.kinds import ANON_MODES
 from zoomd.metrics.exposition import Family, Histogram
 from zoomd.model.reclaim import ReclaimEstimate
@@ -66,16 +67,13 @@ class DaemonMetrics:
         self.extra: dict[str, float] = {}  # e.g. trace drops, set by other observers
 
     def observe(self, engine: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[dict[str, Any]], seconds: float) -> None:
+                records: list[Decision], seconds: float) -> None:
         """Copy one tick's figures (engine: the daemon's Engine, read only)."""
-        from zoomd.daemon.triggers import conditions_hold
-
         groups = []
         for state in engine.states:
             latest = state.history.latest()
-            fig = state.last_figures
-            holds = fig is not None and conditions_hold(state.policy.all, state.policy.any,
-                                                        fig)[0]
+            fig = state.verdict.figures
+            holds = state.verdict.holds  # judged once, by the engine
             groups.append(_Group(
                 state.policy.name, state.monitor.path,
                 latest.psi_some_us if latest else None, latest.psi_full_us if latest else None,
@@ -91,20 +89,18 @@ class DaemonMetrics:
                 name = state.policy.name
                 if state.pending_since is not None:
                     self._pending[name] = state.pending_since
-                elif not any(r.get("policy") == name for r in records):
+                elif not any(r.policy == name for r in records):
                     self._pending.pop(name, None)
 
-    def _count(self, record: dict[str, Any], now: float) -> None:
-        policy = str(record.get("policy", ""))
-        result = record.get("result") or {}
-        mode = "would" if record.get("dry_run") else "acted"
-        outcome = "ok" if result.get("ok") else "failed"
-        self.actions[(policy, str(record.get("action", "")), mode, outcome)] += 1
-        effect = result.get("seconds_to_effect")
+    def _count(self, record: Decision, now: float) -> None:
+        policy = record.policy
+        outcome = "ok" if record.ok else "failed"
+        self.actions[(policy, record.action, record.mode, outcome)] += 1
+        effect = record.outcome.seconds_to_effect
         began = self._pending.pop(policy, now)  # no pending tick seen: it fired at once
         if effect is not None:
             self.effect.setdefault(policy, Histogram(EFFECT_BUCKETS)).observe(
-                max(0.0, now - began) + float(effect))
+                max(0.0, now - began) + round(effect, 6))  # as the record says
 
     # -- exposition -----------------------------------------------------------------------
     def families(self) -> list[Family]:

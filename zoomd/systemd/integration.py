@@ -14,6 +14,7 @@ from typing import Any
 
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import SystemdSection
+from zoomd.daemon.decision import Decision
 from zoomd.errors import ZoomdError
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -171,7 +172,7 @@ class SystemdIntegration:
     def before_tick(self) -> None:
         self._sync_policies()
 
-    def after_tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[dict[str, Any]]:
+    def after_tick(self, host: HostSnapshot, estimate: ReclaimEstimate) -> list[Decision]:
         self._meminfo = host.meminfo
         engine = self.daemon.engine
         record = self.swap_guard.tick(engine, host, estimate, self.managed.swap(),

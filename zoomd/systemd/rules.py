@@ -28,13 +28,13 @@ zram-aware swap rule does (swaprule.usable_swap_free), in strict mode as systemd
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import Policy
 from zoomd.daemon import candidates as cand_mod
+from zoomd.daemon.decision import Decision, RankedCandidate
 from zoomd.daemon.engine import Engine
 from zoomd.errors import ZoomdError
 from zoomd.model.reclaim import ReclaimEstimate
@@ -93,7 +93,7 @@ class RulesGuard:
 
     def tick(self, engine: Engine, host: HostSnapshot, estimate: ReclaimEstimate,
              entries: list[ManagedCgroup], rules: dict[str, OomRule],
-             mode: str) -> dict[str, Any] | None:
+             mode: str) -> Decision | None:
         wanted = {(name, e.path) for e in entries for name in e.rules}
         for key in [k for k in self.start_times if k not in wanted]:
             del self.start_times[key]
@@ -121,7 +121,7 @@ class RulesGuard:
                 self.start_times.pop(key, None)
                 record = self._act(engine, host, rule, entry, fig, now)
                 if record is not False:
-                    return record if isinstance(record, dict) else None
+                    return record if isinstance(record, Decision) else None
         return None
 
     @staticmethod
@@ -162,7 +162,7 @@ class RulesGuard:
 
     def _act(self, engine: Engine, host: HostSnapshot, rule: OomRule,
              entry: ManagedCgroup, fig: RuleFigures,
-             now: float) -> dict[str, Any] | bool | None:
+             now: float) -> Decision | bool | None:
         """The rule's action: its record (None while in flight), False if nothing to do."""
         policy = rule_policy(rule, entry.path)
         ranked, skipped, refusal = self._choose(engine, host, rule, policy, entry.path)
@@ -179,7 +179,8 @@ class RulesGuard:
         victim = ranked[0]
         keys = policy.rank
 
-        def make_record(outcome: ActionOutcome, dry: bool) -> dict[str, Any]:
+        def make_record(dry: bool) -> Decision:
+            """The record, its outcome pending (the engine finishes it)."""
             verb = "would kill" if dry else "killed"
             held = []
             if rule.memory_pressure_above is not None:
@@ -192,18 +193,16 @@ class RulesGuard:
             summary = (f"{verb} {victim.path} (OOMRules= rule '{rule.name}' on "
                        f"{entry.path}, {rule.action}: {' and '.join(held)} for "
                        f"{rule.lasting_usec / 1e6:g}s)")
-            if not outcome.ok:
-                summary += f" FAILED: {outcome.error}"
-            return {
-                "time": time.time(), "monotonic": round(host.monotonic, 3),
-                "policy": policy.name, "monitor": entry.path, "action": "kill",
-                "dry_run": dry, "victim": victim.path, "reason": f"rule {rule.name}",
-                "oom_rule": {**rule.to_json(), "cgroup": entry.path,
-                             "source": entry.source, "figures": fig.to_json()},
-                "candidates": [c.to_json(keys) for c in ranked[:10]],
-                "ranked_by": list(keys), "skipped": skipped,
-                "result": outcome.to_json(), "summary": summary,
-            }
+            pending = ActionOutcome("kill", victim.path, False, "pending", (), None, None,
+                                    None)
+            return Decision(
+                "oom-rule", 0.0, policy.name, "kill", dry, victim.path, pending, summary,
+                monotonic=round(host.monotonic, 3), monitor=entry.path,
+                reason=f"rule {rule.name}",
+                oom_rule={**rule.to_json(), "cgroup": entry.path, "source": entry.source,
+                          "figures": fig.to_json()},
+                candidates=tuple(RankedCandidate.of(c, keys) for c in ranked[:10]),
+                ranked_by=keys, skipped=skipped)
 
         try:
             record = engine.start_action(self, policy, victim.path, make_record,

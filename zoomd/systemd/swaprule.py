@@ -12,13 +12,13 @@ give back (nothing while anon reclaim is failing).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import Conditions, Policy
 from zoomd.daemon import candidates as cand_mod
+from zoomd.daemon.decision import Decision, RankedCandidate
 from zoomd.daemon.engine import Engine
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -94,7 +94,7 @@ class SwapGuard:
 
     def tick(self, engine: Engine, host: HostSnapshot, estimate: ReclaimEstimate,
              entries: list[ManagedCgroup], swap_used_limit: int,
-             mode: str) -> dict[str, Any] | None:
+             mode: str) -> Decision | None:
         if not entries:
             self.last = None
             return None
@@ -131,21 +131,21 @@ class SwapGuard:
         victim = ranked[0]
         limit = permyriad_to_percent(swap_used_limit)
 
-        def make_record(outcome: ActionOutcome, dry: bool) -> dict[str, Any]:
+        def make_record(dry: bool) -> Decision:
+            """The record, its outcome pending (the engine finishes it)."""
             verb = "would kill" if dry else "killed"
             summary = (f"{verb} {victim.path} (ManagedOOMSwap=kill, {mode}: memory "
                        f"available {fig.mem_available >> 20} MiB and swap free "
                        f"{fig.swap_free >> 20} MiB both under {10000 - swap_used_limit} "
                        f"permyriad of their totals, SwapUsedLimit={limit})")
-            if not outcome.ok:
-                summary += f" FAILED: {outcome.error}"
-            return {
-                "time": time.time(), "monotonic": round(host.monotonic, 3),
-                "policy": SWAP_POLICY.name, "action": "kill", "dry_run": dry,
-                "victim": victim.path, "reason": "memory-used", "swap_rule": fig.to_json(),
-                "candidates": [c.to_json(keys) for c in ranked[:10]], "ranked_by": list(keys),
-                "skipped": skipped, "result": outcome.to_json(), "summary": summary,
-            }
+            pending = ActionOutcome("kill", victim.path, False, "pending", (), None, None,
+                                    None)
+            return Decision(
+                "swap-rule", 0.0, SWAP_POLICY.name, "kill", dry, victim.path, pending,
+                summary, monotonic=round(host.monotonic, 3), reason="memory-used",
+                swap_rule=fig.to_json(),
+                candidates=tuple(RankedCandidate.of(c, keys) for c in ranked[:10]),
+                ranked_by=keys, skipped=skipped)
 
         # The engine's action path: the backend for the policy (dry-run or not), the
         # kill in flight until the group is empty, the record logged and kept then

@@ -12,7 +12,7 @@ from typing import Any
 from zoomd.errors import ZoomdError
 from zoomd.kinds import ANON_MODES
 from zoomd.trace.replay import TraceResult
-from zoomd.trace.summary import repeats
+from zoomd.trace.summary import decided_at, repeats
 
 GiB = float(1 << 30)
 COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
@@ -95,15 +95,15 @@ def plot_trace(plt: Any, result: TraceResult, path: str) -> None:
                                   len(result.runs), ymax=(i + 0.7) / len(result.runs),
                                   color=color, alpha=0.2, linewidth=0)
         for name, track in run.tracks.items():
-            mine = [d for d in run.decisions if d["policy"] == name]
+            mine = [d for d in run.decisions if d.policy == name]
             for d, again in zip(mine, repeats(track, mine), strict=True):
-                x = d["monotonic"] - result.t0
+                x = decided_at(d) - result.t0
                 if again:  # the trace went on as recorded: the policy fired again
                     marks.plot([x], [i], marker="v", color=color, markersize=6,
                                fillstyle="none")
                     continue
                 marks.plot([x], [i], marker="v", color=color, markersize=11)
-                marks.annotate(f"{d['action']} {d['victim']}", (x, i), xytext=(4, 7),
+                marks.annotate(f"{d.action} {d.victim}", (x, i), xytext=(4, 7),
                                textcoords="offset points", fontsize="x-small")
                 for ax in (psi, avail, eff):
                     ax.axvline(x, color=color, alpha=0.7, linewidth=1.2)

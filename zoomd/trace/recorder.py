@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any
 
+from zoomd.daemon.decision import Decision
 from zoomd.daemon.engine import scoped
 from zoomd.errors import ZoomdError, exit_status
 from zoomd.kernel import tap
@@ -76,7 +77,7 @@ class TapRecorder:
         self._pending: Changes = {}
         self._swaps: tuple[object, ...] | None = None
 
-    def tick(self, snap: HostSnapshot, records: list[dict[str, Any]]) -> None:
+    def tick(self, snap: HostSnapshot, records: list[Decision]) -> None:
         """The tick is over: hand its reads (as changes) and records to the writer."""
         take = self.tap.take()
         changes = self.state.apply(take)
@@ -89,7 +90,8 @@ class TapRecorder:
             changes = self._pending
         extra = {"over_budget": take.over_budget, "reread_changed": take.reread_changed} \
             if take.over_budget or take.reread_changed else None
-        taken = self.writer.submit_tick(snap.monotonic, time.time(), changes, records, extra)
+        taken = self.writer.submit_tick(snap.monotonic, time.time(), changes,
+                                        [r.to_json() for r in records], extra)
         self._pending = {} if taken else changes
 
     @property

@@ -2,8 +2,9 @@
 
 One materialised tree and one HostReader per trace; per configuration its own
 HostModel and Engine, ticked on the trace's clock with a backend that acts on
-nothing. Engine records are normalised (trace wall time, kernel paths) so that the
-same trace and configuration give the same output, byte for byte.
+nothing; the engines' wall clock is the trace's. Decisions are normalised (kernel
+paths, the sample's own stamp) so that the same trace and configuration give the same
+output, byte for byte.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from zoomd.actions.cgroupfs import subtree_pids
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.load import load_config
 from zoomd.config.runtime import Config
+from zoomd.daemon.decision import Decision
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
-from zoomd.daemon.triggers import conditions_hold
 from zoomd.errors import KernelFileError, ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel.cgroups import CgroupReader
@@ -96,7 +97,7 @@ class ConfigRun:
     spec: ConfigSpec
     model: HostModel
     engine: Engine | None  # None: could not run on this trace (see error)
-    decisions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     tracks: dict[str, PolicyTrack] = field(default_factory=dict)
     skipped_ticks: int = 0
     error: str | None = None  # why this configuration could not run on this trace
@@ -140,6 +141,11 @@ class Replayer:
         self.specs = specs
         self.warn = warn
         self.stall_pct = stall_pct
+        self._wall = 0.0  # the wall time of the sample being replayed
+
+    def _wall_clock(self) -> float:
+        """The engines' wall clock: the trace's, to the millisecond."""
+        return round(self._wall, 3)
 
     def _start(self, tree: MaterialisedTree, header: dict[str, Any]) -> tuple[
             HostReader, list[ConfigRun]]:
@@ -156,7 +162,8 @@ class Replayer:
             try:
                 engine = Engine(spec.config, cgroups, backend, Logger("json", "error", _Null()),
                                 scope=str(header["scope"]), dry_run=True, vital_groups=vital,
-                                page_size=int(header["page_size"]))
+                                page_size=int(header["page_size"]),
+                                wall_clock=self._wall_clock)
             except KernelFileError as exc:
                 error = f"{tree.strip(exc.path)}: not in this trace (a monitored group)"
                 runs.append(ConfigRun(spec, HostModel(spec.config.reclaim), None,
@@ -191,6 +198,7 @@ class Replayer:
                 result.samples += 1
                 result.dropped += event.dropped
                 result.t_end = event.t
+                self._wall = event.wall
                 try:
                     snap = host.sample(now=event.t)
                 except ZoomdError as exc:
@@ -241,10 +249,7 @@ class Replayer:
                 track = run.tracks[state.policy.name] = PolicyTrack(state.policy.name,
                                                                     state.monitor.path)
             latest = state.history.latest()
-            holds = False
-            if state.last_figures is not None:
-                holds = conditions_hold(state.policy.all, state.policy.any,
-                                        state.last_figures)[0]
+            holds = state.verdict.holds  # as the engine judged it this tick
             pct = None
             if latest is not None and latest.psi_full_us is not None:
                 if track._prev is not None:
@@ -286,8 +291,8 @@ class Replayer:
             line[f"effective_{mode}"].append(base + est.anon_by_mode.get(mode, 0))
 
 
-def _normalise(record: dict[str, Any], sample: Sample, tree: MaterialisedTree) -> dict[str, Any]:
-    """The engine's record with the trace's time and kernel paths (no temp directory).
+def _normalise(record: Decision, sample: Sample, tree: MaterialisedTree) -> Decision:
+    """The engine's record with the trace's kernel paths (no temp directory).
 
     `monotonic` is the sample's own stamp, as the live recorder stamps its records: the
     engine rounds its copy to 3 places, and rounding that again after subtracting t0
@@ -303,7 +308,6 @@ def _normalise(record: dict[str, Any], sample: Sample, tree: MaterialisedTree) -
             return [fix(v) for v in value]
         return value
 
-    out = fix(record)
-    out["time"] = round(sample.wall, 3)
+    out = fix(record.to_json())
     out["monotonic"] = sample.t
-    return out
+    return Decision.from_json(out)

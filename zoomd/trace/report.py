@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from zoomd.daemon.decision import Decision
 from zoomd.trace.replay import ConfigSpec, TraceResult
 from zoomd.trace.summary import config_summary, fleet_summary, kernel_view, r3, repeats
 
@@ -38,27 +39,32 @@ def _kernel_at(result: TraceResult, t: float) -> dict[str, Any]:
     return {}
 
 
-def _decision(record: dict[str, Any], config: str, result: TraceResult) -> dict[str, Any]:
-    trigger = record.get("trigger", {})
-    held = sorted(k for part in ("all", "any") for k, v in trigger.get(part, {}).items() if v)
-    res = record.get("result", {})
+def _decision(record: Decision, config: str, result: TraceResult) -> dict[str, Any]:
+    shown = record.to_json()  # the nested figures as the record shows them
+    monotonic = _monotonic(record)
     return {
-        "t": r3(record["monotonic"] - result.t0),
-        "wall": record.get("time"),
+        "t": r3(monotonic - result.t0),
+        "wall": record.time,
         "config": config,
-        "policy": record["policy"],
-        "monitor": record.get("monitor"),
-        "action": record["action"],
-        "victim": record["victim"],
-        "held": held,
-        "trigger": trigger,
-        "reclaim": record.get("reclaim"),
-        "candidates": record.get("candidates", []),
-        "skipped": record.get("skipped", {}),
-        "pids": res.get("pids", []),
-        "summary": record.get("summary"),
-        "kernel": _kernel_at(result, record["monotonic"]),
+        "policy": record.policy,
+        "monitor": record.monitor,
+        "action": record.action,
+        "victim": record.victim,
+        "held": sorted(record.held),
+        "trigger": shown.get("trigger", {}),
+        "reclaim": shown.get("reclaim"),
+        "candidates": shown.get("candidates", []),
+        "skipped": dict(record.skipped or {}),
+        "pids": list(record.outcome.pids),
+        "summary": record.summary,
+        "kernel": _kernel_at(result, monotonic),
     }
+
+
+def _monotonic(record: Decision) -> float:
+    """When it was decided; replay stamps every decision with its sample's time."""
+    assert record.monotonic is not None, "a replayed decision carries its sample's stamp"
+    return record.monotonic
 
 
 def trace_report(result: TraceResult, specs: list[ConfigSpec]) -> dict[str, Any]:
@@ -67,7 +73,7 @@ def trace_report(result: TraceResult, specs: list[ConfigSpec]) -> dict[str, Any]
     for run in result.runs:
         flags: dict[int, bool] = {}
         for name, track in run.tracks.items():
-            mine = [d for d in run.decisions if d["policy"] == name]
+            mine = [d for d in run.decisions if d.policy == name]
             flags.update((id(d), r) for d, r in zip(mine, repeats(track, mine), strict=True))
         for record in run.decisions:
             decisions.append({**_decision(record, run.spec.name, result),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from zoomd.daemon.decision import Decision
 from zoomd.trace.replay import ConfigRun, PolicyTrack, TraceResult
 
 EPISODE_GAP_S = 5.0
@@ -42,7 +43,13 @@ def _episode_of(eps: list[tuple[float, float]], t: float) -> int | None:
     return None
 
 
-def repeats(track: PolicyTrack, decisions: list[dict[str, Any]]) -> list[bool]:
+def decided_at(decision: Decision) -> float:
+    """When it was decided (replay stamps every decision with its sample's time)."""
+    assert decision.monotonic is not None
+    return decision.monotonic
+
+
+def repeats(track: PolicyTrack, decisions: list[Decision]) -> list[bool]:
     """Whether each decision repeats an earlier one (same victim, same stall episode).
 
     Replay cannot remove a victim from a recorded trace: the stall goes on, and the
@@ -53,8 +60,8 @@ def repeats(track: PolicyTrack, decisions: list[dict[str, Any]]) -> list[bool]:
     seen: set[tuple[int, str, str]] = set()
     out = []
     for d in decisions:
-        episode = _episode_of(eps, d["monotonic"])
-        key = (episode if episode is not None else -1, d["action"], d["victim"])
+        episode = _episode_of(eps, decided_at(d))
+        key = (episode if episode is not None else -1, d.action, d.victim)
         out.append(episode is not None and key in seen)
         seen.add(key)
     return out
@@ -65,7 +72,7 @@ def _stalled_between(track: PolicyTrack, lo: float, hi: float) -> float:
                if stalled and end > lo and start < hi)
 
 
-def policy_summary(track: PolicyTrack, decisions: list[dict[str, Any]], t0: float,
+def policy_summary(track: PolicyTrack, decisions: list[Decision], t0: float,
                    retry_at: dict[float, bool]) -> dict[str, Any]:
     """Actions, first action, stall before it, stall avoided, kernel retrying while stuck."""
     eps = episodes(track)
@@ -75,14 +82,14 @@ def policy_summary(track: PolicyTrack, decisions: list[dict[str, Any]], t0: floa
     avoided = 0.0
     acted_in: set[int] = set()
     for n, d in enumerate(acts):
-        i = _episode_of(eps, d["monotonic"])
+        i = _episode_of(eps, decided_at(d))
         if i is None:
             continue
         if n == 0:
-            before = d["monotonic"] - eps[i][0]
+            before = decided_at(d) - eps[i][0]
         if i not in acted_in:  # later actions in the same episode avoid nothing more
             acted_in.add(i)
-            avoided += _stalled_between(track, d["monotonic"], eps[i][1])
+            avoided += _stalled_between(track, decided_at(d), eps[i][1])
     stuck = sum(end - start for start, end, _, holds in track.intervals if holds)
     retrying = sum(end - start for start, end, _, holds in track.intervals
                    if holds and retry_at.get(end, False))
@@ -90,8 +97,8 @@ def policy_summary(track: PolicyTrack, decisions: list[dict[str, Any]], t0: floa
         "monitor": track.monitor,
         "actions": len(acts),
         "repeats": len(decisions) - len(acts),
-        "by_action": dict(sorted(Counter(d["action"] for d in acts).items())),
-        "first_action_t": r3(acts[0]["monotonic"] - t0) if acts else None,
+        "by_action": dict(sorted(Counter(d.action for d in acts).items())),
+        "first_action_t": r3(decided_at(acts[0]) - t0) if acts else None,
         "stalled_s": r3(sum(end - start for start, end, s, _ in track.intervals if s)),
         "stall_episodes": len(eps),
         "episodes_acted": len(acted_in),
@@ -106,7 +113,7 @@ def config_summary(run: ConfigRun, result: TraceResult) -> dict[str, Any]:
     retry_at = dict(zip(result.timeline["t"], result.timeline["kernel_retry"], strict=True))
     policies = {}
     for name, track in run.tracks.items():
-        mine = [d for d in run.decisions if d["policy"] == name]
+        mine = [d for d in run.decisions if d.policy == name]
         policies[name] = policy_summary(track, mine, result.t0, retry_at)
     firsts = [(p["first_action_t"], n) for n, p in policies.items()
               if p["first_action_t"] is not None]
@@ -155,19 +162,19 @@ def actions_of(run: ConfigRun) -> list[dict[str, Any]]:
     """A run's decisions without the repeats on an already acted-on stall."""
     flags: dict[int, bool] = {}
     for name, track in run.tracks.items():
-        mine = [d for d in run.decisions if d["policy"] == name]
+        mine = [d for d in run.decisions if d.policy == name]
         flags.update((id(d), r) for d, r in zip(mine, repeats(track, mine), strict=True))
     return [d for d in run.decisions if not flags.get(id(d), False)]
 
 
-def verdict(run_summary: dict[str, Any], decisions: list[dict[str, Any]]) -> str:
+def verdict(run_summary: dict[str, Any], decisions: list[Decision]) -> str:
     """One line per configuration for the disagreement table (`decisions`: no repeats)."""
     if run_summary.get("error"):
         return "not replayed"
     if not decisions:
         return "no action"
     first = decisions[0]
-    return (f"{len(decisions)} action(s), first {first['action']} {first['victim']} "
+    return (f"{len(decisions)} action(s), first {first.action} {first.victim} "
             f"at {run_summary['first_action_t']:.3f}s")
 
 
@@ -207,7 +214,7 @@ def fleet_summary(results: list[TraceResult], names: list[str]) -> dict[str, Any
             if run.error:
                 continue
             acts = actions_of(run)
-            signatures[run.spec.name] = tuple(sorted((d["action"], d["victim"]) for d in acts))
+            signatures[run.spec.name] = tuple(sorted((d.action, d.victim) for d in acts))
             verdicts[run.spec.name] = verdict(config_summary(run, result), acts)
         if len(set(signatures.values())) > 1:
             disagreements.append({"trace": result.name,

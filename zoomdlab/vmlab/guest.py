@@ -35,7 +35,7 @@ from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.monitor import host_sample
 from zoomd.daemon.sample import History
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
-from zoomd.daemon.triggers import conditions_hold, window_figures
+from zoomd.daemon.triggers import judge, window_figures
 from zoomd.host import HostReader
 from zoomd.isolated import module_argv
 from zoomd.kernel.root import Root
@@ -135,10 +135,11 @@ class ModelProbe:
             fig = window_figures(self.history, policy.window, self.page, self.min_scanned)
             if fig is None:
                 continue
-            holds, all_r, any_r = conditions_hold(policy.all, policy.any, fig)
+            verdict = judge(policy.all, policy.any, fig)  # as the engine judges it
+            holds = verdict.holds
             if stuck is None:  # the first (fast) rule's window, as before
                 out["window"] = fig.to_json()
-                out["conditions"] = {**all_r, **any_r}
+                out["conditions"] = {**verdict.all, **verdict.any}
             out.setdefault("policies", {})[policy.name] = holds
             stuck = bool(stuck) or holds
         if stuck is not None:
