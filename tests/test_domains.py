@@ -487,3 +487,27 @@ def test_a_managed_leaf_unit_is_its_own_candidate(tmp_path) -> None:
     records, _ = drive(h, engine, 4.0, 0.0, thrash="/box")
     assert [(r["victim"], r["action"]) for r in records] == [("/box", "kill")]
     assert backend.calls[0][0] == "kill_cgroup"
+
+
+def test_a_group_pressure_file_no_kernel_writes_stops_its_policy_not_the_others(
+        tmp_path) -> None:
+    """full's total above some's in a group's memory.pressure (a misread, or not a
+    kernel file): that domain's rules do not act on it, and say why."""
+    h = domain_host(tmp_path)
+    h.add("/box2", pids=[510], current=512 * MiB, limit=512 * MiB, anon=500 * MiB,
+          swap=256 * MiB)
+    engine, _, stream = make_engine(h, _shipped_domain_rules())
+    _, t = drive(h, engine, 30.0, 0.0, thrash=None)
+
+    records: list[dict] = []
+    for _ in range(int(20 / 0.25)):
+        got, t = drive(h, engine, 0.25, t, thrash="/box2")
+        records += got
+        h.groups["/box"].full_us += 200_000  # full accounted, some left behind
+        h.groups["/box"].some_us = 0
+        h.groups["/box"].refault_anon += 10_000
+        h.groups["/box"].pgsteal += 10_000
+    assert all(r["victim"] != "/box" for r in records), records
+    assert any(r["victim"] == "/box2" for r in records), records  # the others act
+    assert "cannot sample monitored group" in stream.getvalue()
+    assert "full.total" in stream.getvalue()

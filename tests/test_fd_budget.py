@@ -71,7 +71,8 @@ def test_monitors_past_the_budget_sample_the_same_figures(tmp_path: Path,
     for i in range(30):
         host.add(f"/g{i}", pids=[100 + i], current=(100 + i) << 20, limit=1 << 30,
                  anon=50 << 20, file=20 << 20, refault_anon=i, refault_file=2 * i,
-                 pgscan=7 * i, full_us=1000 * i)
+                 pgscan=7 * i, full_us=1000 * i,
+                 some_us=1000 * i)
     reader = CgroupReader(Root(host.base))
     mem = meminfo(24 * GiB, 20 * GiB, anon=2 * GiB, file=1 * GiB)
     snap = snapshot(mem, vm={"pgscan_anon": 1}, t=1.0)

@@ -250,6 +250,7 @@ def test_run_record_and_metrics_on_a_tree(tmp_path: Path, host: FakeHost) -> Non
                              str(trace)], stderr=subprocess.PIPE, text=True)
     for _ in range(25):
         host.groups["/lab"].full_us += 90_000
+        host.groups["/lab"].some_us += 90_000
         host.write()
         time.sleep(0.1)
     _, err = proc.communicate(timeout=30)

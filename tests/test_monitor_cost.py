@@ -46,7 +46,8 @@ def test_sampling_only_the_fields_used_gives_the_same_samples(tmp_path, monkeypa
 
     host = FakeHost(str(tmp_path))
     host.add("/g", pids=[5], current=800 << 20, limit=1 << 30, anon=500 << 20,
-             file=200 << 20, refault_anon=1234, refault_file=55, pgscan=999, full_us=77)
+             file=200 << 20, refault_anon=1234, refault_file=55, pgscan=999, full_us=77,
+             some_us=77)
     mem = meminfo(24 * GiB, 20 * GiB, anon=2 * GiB, file=1 * GiB)
     snap = snapshot(mem, vm={"pgscan_anon": 1}, t=1.0)
     est = estimate(snap, None, ModelParams())

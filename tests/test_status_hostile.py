@@ -122,6 +122,7 @@ def test_impossible_tree_is_refused_naming_file_and_field(tmp_path, case) -> Non
     assert proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr
     assert f"zoomd: {tree}/{expected}" in proc.stderr, proc.stderr
     assert proc.stderr.splitlines()[-1] == "zoomd: status cannot be trusted: not shown"
+    assert len(proc.stderr.splitlines()) == 2, proc.stderr  # one line per problem
 
 
 def test_no_full_line_in_cpu_pressure_is_an_old_kernel(tmp_path) -> None:

@@ -23,11 +23,13 @@ from zoomd.kernel.zram import list_zram, read_zram
 def find_problems(root: Root, page_size: int = 4096) -> list[str]:
     problems: list[str] = []
 
-    def attempt(check: Callable[[], object]) -> None:
+    def attempt(check: Callable[[], object]) -> bool:
         try:
             check()
         except ZoomdError as exc:
             problems.append(str(exc))
+            return False
+        return True
 
     attempt(lambda: read_meminfo(root))
     attempt(lambda: read_vmstat(root))
@@ -35,8 +37,10 @@ def find_problems(root: Root, page_size: int = 4096) -> list[str]:
     for resource in ("memory", "io", "cpu"):
         if root.exists(f"/proc/pressure/{resource}"):
             attempt(lambda r=resource: read_pressure(root, r))
-    for name in list_zram(root):
-        attempt(lambda n=name: read_zram(root, n))
+    # A zram device is found twice: as /sys/block/zramN and as the swap device
+    # /dev/zramN classifies through /sys/class/block; its problem is one line.
+    unreadable_zram = {name for name in list_zram(root)
+                       if not attempt(lambda n=name: read_zram(root, n))}
     try:
         swaps = read_swaps(root)
     except ZoomdError as exc:
@@ -45,5 +49,7 @@ def find_problems(root: Root, page_size: int = 4096) -> list[str]:
     if any(s.type == "file" for s in swaps):
         attempt(lambda: read_mountinfo(root))
     for swap in swaps:
+        if swap.path.rsplit("/", 1)[-1] in unreadable_zram:
+            continue
         attempt(lambda s=swap: classify_swap(root, s.path, s.type))
     return problems

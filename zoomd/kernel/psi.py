@@ -80,9 +80,8 @@ def parse_psi(text: str, path: str, need_full: bool = False) -> Psi:
 
 def _possible(psi: Psi, path: str, need_full: bool) -> Psi:
     """Refuse what no kernel prints: an average is a share of time (at most 100.00),
-    and (host files, `need_full`) a task stalled "full" is stalled "some" too: full's
-    total at most some's. Cgroup files are not held to the second: the tests' fake
-    cgroup trees write full totals alone."""
+    and a task stalled "full" is stalled "some" too: full's total at most some's
+    (host and cgroup files alike: the kernel computes both from one aggregation)."""
     for kind, line in (("some", psi.some), ("full", psi.full)):
         if line is None:
             continue
@@ -95,7 +94,7 @@ def _possible(psi: Psi, path: str, need_full: bool) -> Psi:
         if need_full:
             raise KernelFileError(path, "no 'full' line (every kernel with PSI prints "
                                         "one here)", "full")
-    elif need_full and psi.full.total_us > psi.some.total_us:
+    elif psi.full.total_us > psi.some.total_us:
         raise KernelFileError(path, f"{psi.full.total_us} is above some.total "
                                     f"({psi.some.total_us}): no kernel writes that",
                               "full.total")
