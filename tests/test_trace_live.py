@@ -192,7 +192,7 @@ def test_lab_run_record_replays_the_daemons_own_decisions(tmp_path: Path) -> Non
     with gzip.open(trace, "rt") as handle:
         lines = [json.loads(line) for line in handle]
     assert not any(line.get("over_budget") for line in lines)
-    print(json.dumps({"reread_changed": sum(line.get("reread_changed", 0) for line in lines)}))
+    print(json.dumps({"rereads": sum(len(line.get("rereads", {})) for line in lines)}))
     with MaterialisedTree() as tree:
         for sample in samples:
             tree.apply(sample)

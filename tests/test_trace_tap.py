@@ -69,7 +69,7 @@ def test_the_tap_keeps_the_first_read_of_a_tick_and_costs_nothing_off(tmp_path: 
     finally:
         hot.close()
     assert take.reads == {"/proc/meminfo": "MemFree: 1 kB\n", "/proc/gone": None}
-    assert take.reread_changed == 1
+    assert take.reread_changed == 1 and take.rereads == {"/proc/meminfo": ["MemFree: 2 kB\n"]}
     assert file_tap.take().reads == {}  # taken: the next tick starts empty
 
 
@@ -205,3 +205,41 @@ def test_a_rotated_part_replays_on_its_own(tmp_path: Path, host: FakeHost) -> No
     assert first.key and "/proc/zoneinfo" in first.files
     result = Replayer(part, load_specs([str(config)])).run()
     assert result.skipped_samples == 0 and not result.warnings
+
+
+def test_a_file_read_again_with_other_text_replays_in_the_same_order(tmp_path: Path) -> None:
+    """The tree holds a file's first read of the tick; a later read that saw other text
+    is served to the replayed readers in turn (the sampler's, then the re-read's)."""
+    from types import SimpleNamespace
+
+    from zoomd.trace.recorder import TapRecorder
+    from zoomd.trace.replay import served
+    from zoomd.trace.tree import MaterialisedTree
+
+    base = tmp_path / "host"
+    (base / "proc").mkdir(parents=True)
+    meminfo = base / "proc" / "meminfo"
+    meminfo.write_text("A\n")
+    root = Root(str(base))
+    file_tap = tap.start(str(base))
+    recorder = TapRecorder(str(tmp_path / "t.jsonl"), file_tap, scope="/", page_size=4096)
+    with HotFile(root.join("/proc/meminfo")) as hot:
+        file_tap.begin()
+        assert hot.read() == "A\n"
+        meminfo.write_text("B\n")
+        assert root.read_text("/proc/meminfo") == "B\n"
+        assert hot.read() == "B\n"
+        recorder.tick(SimpleNamespace(swaps=(), monotonic=1.0), [])  # type: ignore[arg-type]
+    recorder.close()
+    tap.stop(file_tap)
+    sample = next(e for e in TraceReader(str(tmp_path / "t.jsonl")).events()
+                  if isinstance(e, Sample))
+    assert sample.files["/proc/meminfo"] == "A\n"
+    assert sample.rereads == {"/proc/meminfo": ["B\n", "B\n"]}
+    with MaterialisedTree() as tree, served(tree) as server:
+        tree.apply(sample)
+        server.start(sample.rereads)
+        with HotFile(tree.root.join("/proc/meminfo")) as hot:
+            reads = [hot.read(), tree.root.read_text("/proc/meminfo"), hot.read(), hot.read()]
+    assert reads == ["A\n", "B\n", "B\n", "A\n"]  # past the recorded reads: the tree's
+    assert tap.ACTIVE is None  # replay leaves no tap behind

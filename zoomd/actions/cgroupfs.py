@@ -36,7 +36,7 @@ def read_text(path: str) -> str:
         raise OSError(exc.errno, exc.strerror, path) from None
     text = data.decode("utf-8", "replace")
     if tap.ACTIVE is not None:  # a dry run's preview names pids the trace must hold
-        tap.ACTIVE.read(path, text)
+        text = tap.ACTIVE.read(path, text)
     return text
 
 

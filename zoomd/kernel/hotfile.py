@@ -132,8 +132,8 @@ class HotFile:
             text = self.read_bytes().decode("utf-8")
         except UnicodeDecodeError:
             raise KernelFileError(self.path, "not valid UTF-8 text") from None
-        if tap.ACTIVE is not None:  # a trace is written: it keeps this very text
-            tap.ACTIVE.read(self.path, text)
+        if tap.ACTIVE is not None:  # a trace is written (it keeps this text) or replayed
+            text = tap.ACTIVE.read(self.path, text)
         return text
 
     @property

@@ -184,8 +184,8 @@ def read_text_once(full: str, absent_ok: bool = True) -> str | None:
         text = data.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
         raise KernelFileError(full, "not valid UTF-8 text") from None
-    if tap.ACTIVE is not None:  # a trace is written: it keeps this very text
-        tap.ACTIVE.read(full, text)
+    if tap.ACTIVE is not None:  # a trace is written (it keeps this text) or replayed
+        text = tap.ACTIVE.read(full, text)
     return text
 
 

@@ -8,15 +8,18 @@ the first read of each file in a tick winning, up to `max_bytes` a tick, so the 
 holds the bytes a decision used, never a later re-read of them.
 
 It also hears what a read found absent, and which children a directory listing
-showed, so the trace can drop what the host no longer has.
+showed, so the trace can drop what the host no longer has. A file read again in the
+same tick with other text keeps all its reads in order (`rereads`), so that replay
+(trace/tree.Rereads, the same hook) serves the second read the second text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-# A tick's reads kept at most (the ranking walk of ~5,000 groups and their processes
-# reads ~10 MiB); past it the rest of the tick is not kept, and counted.
+# A tick's first reads kept at most (the ranking walk of ~5,000 groups and their
+# processes reads ~10 MiB); past it the rest of the tick is not kept, and counted.
 MAX_TICK_BYTES = 16 << 20
 
 
@@ -30,13 +33,27 @@ class TapTake:
     listings: list[tuple[str, frozenset[str], bool]] = field(default_factory=list)
     over_budget: int = 0  # reads not kept: the tick's max_bytes was spent
     reread_changed: int = 0  # files read again in the tick with different text
+    # Such files: every read after the first, in order (the first is in `reads`).
+    rereads: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Tap(Protocol):
+    """What the readers report to: the recording tee, or replay's server of re-reads.
+    `read` returns the text the reader is to use (the tee: the very text it read)."""
+
+    def read(self, full: str, text: str) -> str: ...
+
+    def absent(self, full: str) -> None: ...
+
+    def listing(self, full_dir: str, names: list[str] | frozenset[str],
+                dirs_only: bool) -> None: ...
 
 
 class FileTap:
     """Collects the reads under one root (kernel paths: the root's prefix removed)."""
 
-    __slots__ = ("_bytes", "_carry", "_listings", "_prefix", "_tick", "max_bytes",
-                 "over_budget", "reread_changed")
+    __slots__ = ("_again", "_bytes", "_carry", "_changed", "_listings", "_prefix", "_tick",
+                 "max_bytes", "over_budget", "reread_changed")
 
     def __init__(self, root_path: str = "/", max_bytes: int = MAX_TICK_BYTES) -> None:
         self._prefix = "" if root_path.rstrip("/") == "" else root_path.rstrip("/")
@@ -45,6 +62,8 @@ class FileTap:
         self._carry: dict[str, str | None] = {}  # before it (start-up, between ticks)
         self._listings: list[tuple[str, frozenset[str], bool]] = []
         self._bytes = 0
+        self._again: dict[str, list[str]] = {}  # reads after the first, this tick
+        self._changed: set[str] = set()  # of those, the files whose text changed
         self.over_budget = 0
         self.reread_changed = 0
 
@@ -56,20 +75,31 @@ class FileTap:
             return full[len(prefix):]
         return None  # another root (a test's second tree): not this trace's host
 
-    def read(self, full: str, text: str) -> None:
+    def read(self, full: str, text: str) -> str:
         path = self._kernel(full)
         if path is None:
-            return
+            return text
         tick = self._tick
         if path in tick:
-            if tick[path] != text:
+            # Every re-read is kept (a reference: the reader made the text anyway), so
+            # replay can serve the n-th read the n-th text; counted, never refused.
+            again = self._again.get(path)
+            if again is None:
+                again = self._again[path] = []
+            again.append(text)
+            if path in self._changed:
+                self._bytes += len(text)
+            elif text != tick[path]:
+                self._changed.add(path)
                 self.reread_changed += 1
-            return
+                self._bytes += sum(len(t) for t in again)
+            return text
         if self._bytes + len(text) > self.max_bytes:
             self.over_budget += 1
-            return
+            return text
         self._bytes += len(text)
         tick[path] = text
+        return text
 
     def absent(self, full: str) -> None:
         path = self._kernel(full)
@@ -87,19 +117,22 @@ class FileTap:
         as last seen, and the tick's own first reads go over it."""
         self._carry.update(self._tick)
         self._tick = {}
+        self._again, self._changed = {}, set()
         self._bytes = 0
 
     def take(self) -> TapTake:
         """Everything heard since the last take, and start afresh."""
         reads = self._carry
         reads.update(self._tick)
-        out = TapTake(reads, self._listings, self.over_budget, self.reread_changed)
+        rereads = {p: self._again[p] for p in self._changed if self._tick.get(p) is not None}
+        out = TapTake(reads, self._listings, self.over_budget, self.reread_changed, rereads)
         self._carry, self._tick, self._listings = {}, {}, []
+        self._again, self._changed = {}, set()
         self._bytes = self.over_budget = self.reread_changed = 0
         return out
 
 
-ACTIVE: FileTap | None = None
+ACTIVE: Tap | None = None
 
 
 def start(root_path: str = "/", max_bytes: int = MAX_TICK_BYTES) -> FileTap:
@@ -109,7 +142,7 @@ def start(root_path: str = "/", max_bytes: int = MAX_TICK_BYTES) -> FileTap:
     return ACTIVE
 
 
-def stop(tap: FileTap | None = None) -> None:
+def stop(tap: Tap | None = None) -> None:
     """Remove the tap (`tap`: only if it is still the one installed)."""
     global ACTIVE
     if tap is None or ACTIVE is tap:

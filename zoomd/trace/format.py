@@ -10,9 +10,11 @@ verdicts), not files.
 
 A trace written by `zoomd run --record` (header "tap": true) holds what the daemon's
 readers read (zoomd/kernel/tap.py), with the tick's stamp unrounded; a sample may
-also say "over_budget": n (reads of the tick not kept: its memory bound was spent)
-and "reread_changed": n (files read twice in the tick with different text: the
-trace holds the first). Readers of version 1 ignore both: the version is unchanged.
+also hold "over_budget": n (reads of the tick not kept: its memory bound was spent)
+and "rereads": {path: [text, ...]} (a file read again in the tick with other text:
+"files" has its first read, this every later one in order, which replay serves to
+the readers in turn). Readers of version 1 ignore both (they replay such a file as
+its first read): the version is unchanged.
 """
 
 from __future__ import annotations

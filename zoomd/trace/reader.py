@@ -32,6 +32,8 @@ class Sample:
     key: bool = False
     dropped: int = 0
     line: int = 0  # where it is in its file, for errors found later (replay's tree)
+    # Files read again in the tick with other text: every read after the first.
+    rereads: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +149,12 @@ def _sample(data: dict[str, Any], where: str, line: int = 0) -> Sample | Record:
     if not isinstance(key, bool) or isinstance(dropped, bool) or not isinstance(dropped, int) \
             or dropped < 0:
         raise TraceError(f"{where}: corrupted ('key' or 'dropped' of the wrong type)")
-    return Sample(t, wall, files, key, dropped, line)
+    rereads = data.get("rereads", {})
+    if not isinstance(rereads, dict) or not all(
+            isinstance(texts, list) and all(isinstance(x, str) for x in texts)
+            for texts in rereads.values()):
+        raise TraceError(f"{where}: corrupted ('rereads' is not files and their texts)")
+    return Sample(t, wall, files, key, dropped, line, rereads)
 
 
 def _json(raw: bytes) -> Any:

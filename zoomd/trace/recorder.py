@@ -88,8 +88,8 @@ class TapRecorder:
         if self._pending:
             self._pending.update(changes)
             changes = self._pending
-        extra = {"over_budget": take.over_budget, "reread_changed": take.reread_changed} \
-            if take.over_budget or take.reread_changed else None
+        extra = {"over_budget": take.over_budget, "rereads": take.rereads} \
+            if take.over_budget or take.rereads else None
         taken = self.writer.submit_tick(snap.monotonic, time.time(), changes,
                                         [r.to_json() for r in records], extra)
         self._pending = {} if taken else changes

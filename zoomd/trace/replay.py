@@ -9,8 +9,10 @@ output, byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +27,7 @@ from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
 from zoomd.errors import KernelFileError, ZoomdError
 from zoomd.host import HostReader
+from zoomd.kernel import tap
 from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.psi import stall_percent
 from zoomd.kinds import ANON_MODES
@@ -32,7 +35,7 @@ from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
 from zoomd.trace.format import TraceError, trace_name
 from zoomd.trace.reader import Record, Sample, TraceReader, Warn
-from zoomd.trace.tree import MaterialisedTree
+from zoomd.trace.tree import MaterialisedTree, Rereads
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,17 @@ TIMELINE_KEYS = ("t", "psi_full_pct", "psi_some_pct", "kernel_reclaimable", "fre
                  *(f"effective_{m}" for m in ANON_MODES))
 
 
+@contextlib.contextmanager
+def served(tree: MaterialisedTree) -> Iterator[Rereads]:
+    """Replay's readers report to the tree's re-reads server while the trace replays."""
+    server = Rereads(tree.base)
+    before, tap.ACTIVE = tap.ACTIVE, server
+    try:
+        yield server
+    finally:
+        tap.ACTIVE = before
+
+
 class Replayer:
     """Replays one trace under several configurations in a single pass."""
 
@@ -184,7 +198,7 @@ class Replayer:
         reader = TraceReader(self.path, self.warn)
         result = TraceResult(self.path, trace_name(self.path), reader.header, [],
                              {k: [] for k in TIMELINE_KEYS}, [], reader.warnings)
-        with MaterialisedTree(self.path) as tree:
+        with MaterialisedTree(self.path) as tree, served(tree) as rereads:
             host: HostReader | None = None
             prev: HostSnapshot | None = None
             for event in reader.events():
@@ -199,6 +213,7 @@ class Replayer:
                 result.dropped += event.dropped
                 result.t_end = event.t
                 self._wall = event.wall
+                rereads.start(event.rereads)  # after start-up's reads, as the live tap
                 try:
                     snap = host.sample(now=event.t)
                 except ZoomdError as exc:
@@ -206,7 +221,11 @@ class Replayer:
                     self._warn_once(result, f"sample at t={event.t:.3f} skipped: "
                                             f"{tree.strip(str(exc))}")
                     continue
-                estimates = [self._tick(run, snap, event, tree, result) for run in result.runs]
+                rereads.host_done()
+                estimates = []
+                for run in result.runs:
+                    rereads.next_run()
+                    estimates.append(self._tick(run, snap, event, tree, result))
                 self._timeline(result, snap, prev, estimates[0] if estimates else None)
                 prev = snap
             if host is not None:

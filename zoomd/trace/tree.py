@@ -44,6 +44,50 @@ def _impossible(kernel_path: str) -> str | None:
     return None
 
 
+class Rereads:
+    """Replay's side of the tap (zoomd/kernel/tap.py): a file the daemon read more than
+    once in a tick, its text changing in between, is served to the replayed readers in
+    the same order (the tree holds its first read; this, every later one)."""
+
+    __slots__ = ("_at_host", "_count", "_prefix", "rereads")
+
+    def __init__(self, base: str) -> None:
+        self._prefix = base.rstrip("/")
+        self.rereads: dict[str, list[str]] = {}
+        self._count: dict[str, int] = {}
+        self._at_host: dict[str, int] = {}
+
+    def start(self, rereads: dict[str, list[str]]) -> None:
+        """A sample: its re-reads, none served yet."""
+        self.rereads = rereads
+        self._count = {}
+
+    def host_done(self) -> None:
+        """The host sampler has read: each configuration's tick goes on from here."""
+        self._at_host = dict(self._count)
+
+    def next_run(self) -> None:
+        """Another configuration's tick: the reads after the host sampler's again."""
+        self._count = dict(self._at_host)
+
+    def read(self, full: str, text: str) -> str:
+        texts = self.rereads.get(full[len(self._prefix):]) if self.rereads and \
+            full.startswith(self._prefix + "/") else None
+        if texts is None:
+            return text
+        path = full[len(self._prefix):]
+        seen = self._count.get(path, 0)
+        self._count[path] = seen + 1
+        return texts[seen - 1] if 0 < seen <= len(texts) else text
+
+    def absent(self, full: str) -> None:
+        pass
+
+    def listing(self, full_dir: str, names: list[str] | frozenset[str],
+                dirs_only: bool) -> None:
+        pass
+
+
 class MaterialisedTree:
     """The current state of every recorded file, on disk under `root`."""
 

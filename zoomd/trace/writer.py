@@ -204,7 +204,7 @@ class TraceFile:
         self._maybe_rotate()
 
     def sample_changes(self, t: float, wall: float, changes: dict[str, str | None],
-                       dropped: int = 0, extra: dict[str, int] | None = None) -> None:
+                       dropped: int = 0, extra: dict[str, Any] | None = None) -> None:
         """Append one sample given as what changed since the last (None: gone), as the
         tap's state hands it over; written as a diff, or everything (keyframe)."""
         # Changes of a line lost to a write error go out with this one (a file read
@@ -232,9 +232,9 @@ class TraceFile:
             line["files"] = diff
         if dropped:
             line["dropped"] = dropped
-        for name, count in (extra or {}).items():
-            if count:
-                line[name] = count
+        for name, value in (extra or {}).items():
+            if value:
+                line[name] = value
         try:
             self._write(line)
         except (OSError, ValueError):
@@ -295,7 +295,7 @@ class BackgroundWriter:
         return True
 
     def submit_tick(self, t: float, wall: float, changes: dict[str, str | None],
-                    records: list[dict[str, Any]], extra: dict[str, int] | None = None,
+                    records: list[dict[str, Any]], extra: dict[str, Any] | None = None,
                     ) -> bool:
         """Queue a tick: its sample (as changes) and then its decision records, in that
         order. False when the writer is behind: the sample is dropped (and counted),
