@@ -243,3 +243,14 @@ def test_a_file_read_again_with_other_text_replays_in_the_same_order(tmp_path: P
             reads = [hot.read(), tree.root.read_text("/proc/meminfo"), hot.read(), hot.read()]
     assert reads == ["A\n", "B\n", "B\n", "A\n"]  # past the recorded reads: the tree's
     assert tap.ACTIVE is None  # replay leaves no tap behind
+
+
+def test_a_refused_trace_leaves_no_tap(tmp_path: Path, host: FakeHost) -> None:
+    from zoomd.errors import ZoomdError
+
+    config = tmp_path / "z.toml"
+    config.write_text(CONFIG)
+    with pytest.raises(ZoomdError, match="not a regular file"):
+        Daemon(str(config), root=Root(host.base), dry_run=True, record=str(tmp_path),
+               logger=Logger("json", "error", io.StringIO()))
+    assert tap.ACTIVE is None

@@ -35,15 +35,20 @@ class TraceObserver:
 
     def __init__(self, daemon: Any, path: str) -> None:
         from zoomd.daemon.selfprotect import vital_groups
+        from zoomd.kernel import tap
         from zoomd.trace.recorder import TapRecorder
 
         self.daemon = daemon
-        self.recorder = TapRecorder(
-            path, daemon.tap, scope=daemon.scope, page_size=daemon.host.page_size,
-            vital_groups=vital_groups(daemon.root),
-            extra={"recorder": "zoomd run", "dry_run": bool(daemon.engine.dry_run),
-                   "config_files": list(daemon.config_files),
-                   "monitors": list(monitored(daemon)), "tap": True})
+        try:
+            self.recorder = TapRecorder(
+                path, daemon.tap, scope=daemon.scope, page_size=daemon.host.page_size,
+                vital_groups=vital_groups(daemon.root),
+                extra={"recorder": "zoomd run", "dry_run": bool(daemon.engine.dry_run),
+                       "config_files": list(daemon.config_files),
+                       "monitors": list(monitored(daemon)), "tap": True})
+        except BaseException:
+            tap.stop(daemon.tap)  # no trace: no tap left listening
+            raise
 
     def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
         pass  # the tap hears the tick's reads as they happen; observe() hands them on
