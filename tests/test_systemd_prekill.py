@@ -368,3 +368,30 @@ def test_an_answer_before_a_reset_still_counts(tmp_path) -> None:
     finally:
         listener.close()
     assert [(r.outcome, r.detail) for r in calls.results] == [("answered", None)]
+
+
+def test_a_cgroup_queued_behind_its_hooks_is_not_queued_twice(hookdir) -> None:
+    directory, add = hookdir
+    hook = add("slow.sock", lambda _m: None)
+    inner = RecordingBackend()
+    backend = PrekillBackend(inner, lambda d: d, lambda: 300_000,
+                             Logger(stream=io.StringIO()), directory=str(directory))
+    first = backend.start_kill_cgroup("/sys/fs/cgroup/a.service")
+    second = backend.start_kill_cgroup("/sys/fs/cgroup/a.service")
+    other = backend.start_kill_cgroup("/sys/fs/cgroup/b.service")
+    refused = second.step()
+    assert refused is not None and not refused.ok and "already queued" in refused.error
+    started = time.monotonic()
+    while first.step() is None or other.step() is None:
+        assert time.monotonic() - started < 5
+        time.sleep(0.02)
+    assert sorted(c.target for c in inner.calls) == ["/sys/fs/cgroup/a.service",
+                                                     "/sys/fs/cgroup/b.service"]
+    time.sleep(0.1)
+    assert len(hook.received) == 2  # one Notify per cgroup
+    third = backend.start_kill_cgroup("/sys/fs/cgroup/a.service")  # over: queued again
+    assert isinstance(third, type(first))
+    third.close()  # given up (shutdown): no longer holds the cgroup
+    fourth = backend.start_kill_cgroup("/sys/fs/cgroup/a.service")
+    assert isinstance(fourth, type(first))
+    fourth.close()

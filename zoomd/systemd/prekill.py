@@ -35,8 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoomd.actions.backend import ActionBackend, PendingAction
-from zoomd.actions.outcome import ActionOutcome
+from zoomd.actions.backend import ActionBackend, Finished, PendingAction
+from zoomd.actions.outcome import ActionOutcome, failed
 from zoomd.systemd.varlink import VarlinkError, VarlinkStream
 
 PREKILL_DIR = "/run/systemd/oomd.prekill.hook"
@@ -227,6 +227,12 @@ class Prekilling:
                  report: Callable[[PrekillCalls], None]) -> None:
         self.calls, self.issue, self.report = calls, issue, report
         self.inner: PendingAction | None = None
+        self.closed = False
+
+    @property
+    def waiting(self) -> bool:
+        """Still calling the hooks: the kill is not issued yet."""
+        return self.inner is None and not self.closed
 
     def step(self) -> ActionOutcome | None:
         if self.inner is None:
@@ -248,6 +254,7 @@ class Prekilling:
         return self.inner.wake_in() if self.inner is not None else self.calls.wake_in()
 
     def close(self) -> None:
+        self.closed = True
         self.calls.close()
         if self.inner is not None:
             self.inner.close()
@@ -268,11 +275,18 @@ class PrekillBackend:
         self.timeout_usec = timeout_usec
         self.logger = logger
         self.directory = directory
+        self.queued: dict[str, Prekilling] = {}  # kills whose hooks are still running
 
     def start_kill_cgroup(self, procs_dir: str, **kwargs: Any) -> PendingAction:
         usec = self.timeout_usec()
         if usec <= 0:
             return self.inner.start_kill_cgroup(procs_dir, **kwargs)
+        queued = self.queued.get(procs_dir)
+        if queued is not None and queued.waiting:
+            # As oomd_cgroup_kill_mark(): a cgroup already queued behind its hooks is
+            # not queued twice (no second Notify, no second count in the xattrs).
+            return Finished(failed("kill", procs_dir, "prekill",
+                                   "already queued for a kill behind its prekill hooks"))
         cgroup = self.cgroup_of(procs_dir)
         calls = PrekillCalls(self.directory, cgroup, usec / 1_000_000)
         if not calls.calls:
@@ -280,8 +294,11 @@ class PrekillBackend:
         self.logger.info("calling prekill hooks", cgroup=cgroup,
                          hooks=",".join(c.name for c in calls.calls),
                          timeout=f"{usec / 1_000_000:g}s", left_out=calls.left_out or None)
-        return Prekilling(calls, lambda: self.inner.start_kill_cgroup(procs_dir, **kwargs),
-                          self._report)
+        pending = Prekilling(calls, lambda: self.inner.start_kill_cgroup(procs_dir, **kwargs),
+                             self._report)
+        self.queued = {d: p for d, p in self.queued.items() if p.waiting}
+        self.queued[procs_dir] = pending
+        return pending
 
     def _report(self, calls: PrekillCalls) -> None:
         for result in calls.results:
