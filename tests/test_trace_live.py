@@ -198,3 +198,24 @@ def test_lab_run_record_replays_the_daemons_own_decisions(tmp_path: Path) -> Non
             tree.apply(sample)
         verdicts = json.loads(tree.facts["@swap_kinds"])
     assert any(v[0] == "zram" and v[1] is True for v in verdicts.values()), verdicts
+
+
+@pytest.mark.realkernel
+def test_lab_run_zoomd_record_replays_to_a_decision(tmp_path: Path) -> None:
+    """zoomd record (no engine: the readers an engine would call, the tap keeping what
+    they read) on the thrash lab; the shipped default, replayed, picks the workload."""
+    require_real_kernel()
+    from zoomdlab.lab.scenario import ScenarioConfig, run_scenario
+
+    out = tmp_path / "lab"
+    daemon = (f"{sys.executable} -m zoomd record -o {{out}}/trace.jsonl.gz --scope {{v2}} "
+              "--interval 0.25")
+    run_scenario(ScenarioConfig(scenario="thrash", duration=15.0, out=str(out),
+                                daemon=daemon))
+    trace = out / "trace.jsonl.gz"
+    assert TraceReader(str(trace)).header.get("tap") is True
+    result = Replayer(str(trace), load_specs([DEFAULT])).run()
+    victims = [d.victim for d in result.runs[0].decisions]
+    print(json.dumps({"victims": victims, "samples": result.samples}))
+    assert result.skipped_samples == 0 and not result.warnings
+    assert victims and all(v.endswith("/workload") for v in victims)
