@@ -196,6 +196,11 @@ class TraceFile:
         if dropped:
             line["dropped"] = dropped
         self._write(line)
+        self._sampled(current)
+
+    def _sampled(self, current: dict[str, str]) -> None:
+        """A sample line is written: it is the base of the next diff; flush and rotate
+        when due."""
         self._current = current
         self._since_key += 1
         self.samples += 1
@@ -240,12 +245,7 @@ class TraceFile:
         except (OSError, ValueError):
             self._unsent = diff
             raise
-        self._current = current
-        self._since_key += 1
-        self.samples += 1
-        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
-            self._flush()
-        self._maybe_rotate()
+        self._sampled(current)
 
     def record(self, t: float, record: dict[str, Any], exact: bool = False) -> None:
         """Append a decision record, flushed at once: decisions must survive a crash."""
