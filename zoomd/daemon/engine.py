@@ -178,7 +178,6 @@ class Engine:
         for name, state in current.items():
             if name not in names and not self.inflight.owned_by(state):
                 self.remove_policy(name)
-                self.generation += 1
                 self.logger.info("policy instance dropped", policy=name,
                                  reason="group gone or no longer matching")
         for inst in wanted:
@@ -209,6 +208,7 @@ class Engine:
                     self.reader.layout.v2_dir(path)), self._v1_freezer_dir(path)))
             state.monitor.close()
             self.states.remove(state)
+            self.generation += 1  # its group's trigger goes
         return outcomes
 
     @property

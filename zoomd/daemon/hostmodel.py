@@ -37,6 +37,7 @@ class HostModel:
         self._window: deque[HostSnapshot] = deque(maxlen=64)
         self._step_start: HostSnapshot | None = None
         self._failing_since: float | None = None
+        self.last: ReclaimEstimate | None = None  # update()'s latest, as it returned it
 
     @property
     def failing_since(self) -> float | None:
@@ -80,4 +81,5 @@ class HostModel:
         est = estimate(snap, window, self.params, self.anon_failing(snap.monotonic))
         while self._window and snap.monotonic - self._window[0].monotonic > KEEP_S:
             self._window.popleft()
+        self.last = est
         return est

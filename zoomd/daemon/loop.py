@@ -24,7 +24,9 @@ from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
 from zoomd.daemon.observers import make_observers, reload_observers
+from zoomd.daemon.pipeline import TickResult, step
 from zoomd.daemon.policy_stalls import open_policy_stalls
+from zoomd.daemon.ports import Extension
 from zoomd.daemon.preflight import refusal
 from zoomd.daemon.psitrigger import PsiTrigger, open_trigger
 from zoomd.daemon.sdnotify import Notifier
@@ -73,7 +75,7 @@ class Daemon:
         self._watching = ""
         self._fd_limit = 0
         self.model = HostModel(self.config.reclaim)
-        self.extensions: list = []
+        self.extensions: list[Extension] = []
         wants_systemd = self.config.systemd.managed_oom or self.config.systemd.dbus
         booted = os.path.isdir("/run/systemd/system") or "DBUS_SYSTEM_BUS_ADDRESS" in os.environ
         if wants_systemd and not systemd and not booted:
@@ -84,6 +86,12 @@ class Daemon:
 
             self.extensions.append(SystemdIntegration(self, systemd))
         self.observers = make_observers(self, record)  # trace recorder, metrics
+
+    def install_backend(self, backend: ActionBackend) -> None:
+        """An integration's backend around ours (DaemonPort): this engine acts through
+        it from now on, and every engine a reload makes."""
+        self.backend = backend
+        self.engine.backend = backend
 
     def _make_engine(self, config: Config) -> Engine:
         engine = Engine(config, self.cgroups, self.backend, self.logger, scope=self.scope,
@@ -198,7 +206,7 @@ class Daemon:
         self.logger.info("configuration reloaded", files=",".join(files))
 
     # -- loop ---------------------------------------------------------------------------
-    def tick(self) -> list[Decision]:
+    def tick(self) -> TickResult:
         started = time.monotonic()
         if self.tap is not None:
             self.tap.begin()  # what the trace's sample holds: this tick's first reads
@@ -211,15 +219,14 @@ class Daemon:
         self.engine.sync_instances(snap.monotonic)
         if self.engine.generation != self._armed_generation:
             self._arm_triggers()
-        for obs in self.observers:
-            obs.sampled(self, snap)  # the trace reads its files at the snapshot's moment
-        estimate = self.model.update(snap)
-        records = self.engine.tick(snap, estimate)
+        result = step(snap, self.model, self.engine, started)
+        more: list[Decision] = []
         for ext in self.extensions:
-            records += ext.after_tick(snap, estimate)
+            more += ext.after_tick(snap, result.estimate)
+        result = result.with_decisions(more, started)  # timed to here, the rules' too
         for obs in self.observers:
-            obs.observe(self, snap, estimate, records, time.monotonic() - started)
-        return records
+            obs.observe(self, result)
+        return result
 
     def _report_swap_set(self, snap) -> None:
         """Log the swap devices and what backs them whenever the set changes (swapon,

@@ -1,8 +1,9 @@
 """Things that watch the loop without steering it: the trace recorder and the metrics.
 
-The loop calls `observe()` after each tick with what the tick saw and decided, and
-how long it took; an observer copies what it needs and hands any disk or network
-work to its own thread, so it can never delay the next tick.
+The loop calls `observe()` after each tick with its TickResult (what the tick saw and
+decided, and how long it took); an observer copies what it needs and hands any disk
+or network work to its own thread, so it can never delay the next tick. Observers
+read the daemon through DaemonView, never its loop.
 """
 
 from __future__ import annotations
@@ -10,30 +11,45 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from zoomd.daemon.decision import Decision
-from zoomd.model.reclaim import ReclaimEstimate
-from zoomd.model.snapshot import HostSnapshot
+from zoomd.config.runtime import Config
+from zoomd.daemon.engine import Engine
+from zoomd.daemon.log import Logger
+from zoomd.daemon.pipeline import TickResult
+from zoomd.host import HostReader
+from zoomd.kernel.root import Root
+from zoomd.kernel.tap import FileTap
+
+
+class DaemonView(Protocol):
+    """What observers read of the daemon (zoomd.daemon.loop.Daemon is one)."""
+
+    root: Root
+    scope: str
+    host: HostReader
+    engine: Engine
+    config: Config
+    config_files: list[str]
+    logger: Logger
+    tap: FileTap | None
+    observers: list[TickObserver]
 
 
 class TickObserver(Protocol):
-    def sampled(self, daemon: Any, snap: HostSnapshot) -> None: ...
+    def observe(self, daemon: DaemonView, result: TickResult) -> None: ...
 
-    def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[Decision], seconds: float) -> None: ...
-
-    def on_reload(self, daemon: Any) -> None: ...
+    def on_reload(self, daemon: DaemonView) -> None: ...
 
     def close(self) -> None: ...
 
 
-def monitored(daemon: Any) -> tuple[str, ...]:
+def monitored(daemon: DaemonView) -> tuple[str, ...]:
     return tuple(sorted({s.monitor.path for s in daemon.engine.states}))
 
 
 class TraceObserver:
     """`zoomd run --record FILE`: every tick's reads (the daemon's tap) and decisions."""
 
-    def __init__(self, daemon: Any, path: str) -> None:
+    def __init__(self, daemon: DaemonView, path: str) -> None:
         from zoomd.daemon.selfprotect import vital_groups
         from zoomd.kernel import tap
         from zoomd.trace.recorder import TapRecorder
@@ -50,14 +66,11 @@ class TraceObserver:
             tap.stop(daemon.tap)  # no trace: no tap left listening
             raise
 
-    def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
-        pass  # the tap hears the tick's reads as they happen; observe() hands them on
+    def observe(self, daemon: DaemonView, result: TickResult) -> None:
+        # The tap heard the tick's reads as they happened; they go out with its records.
+        self.recorder.tick(result.host, list(result.decisions))
 
-    def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[Decision], seconds: float) -> None:
-        self.recorder.tick(snap, records)
-
-    def on_reload(self, daemon: Any) -> None:
+    def on_reload(self, daemon: DaemonView) -> None:
         pass
 
     def close(self) -> None:
@@ -74,7 +87,7 @@ class TraceObserver:
 class MetricsObserver:
     """The [metrics] table: an HTTP endpoint and/or a textfile, fed after each tick."""
 
-    def __init__(self, daemon: Any, trace: TraceObserver | None = None) -> None:
+    def __init__(self, daemon: DaemonView, trace: TraceObserver | None = None) -> None:
         from zoomd.metrics.collect import DaemonMetrics
 
         self.metrics = DaemonMetrics()
@@ -130,17 +143,13 @@ class MetricsObserver:
             self._textfile_thread = None
             self._write_textfile()
 
-    def sampled(self, daemon: Any, snap: HostSnapshot) -> None:
-        pass
-
-    def observe(self, daemon: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[Decision], seconds: float) -> None:
-        self.metrics.observe(daemon.engine, snap, estimate, records, seconds)
+    def observe(self, daemon: DaemonView, result: TickResult) -> None:
+        self.metrics.observe(daemon.engine, result)
         if self.trace is not None:
             self.metrics.extra["zoomd_trace_dropped_samples_total"] = \
                 self.trace.recorder.dropped
 
-    def on_reload(self, daemon: Any) -> None:
+    def on_reload(self, daemon: DaemonView) -> None:
         if daemon.config.metrics != self.settings:
             self._stop_exports()
             self._start(daemon.config.metrics)
@@ -149,7 +158,7 @@ class MetricsObserver:
         self._stop_exports()
 
 
-def reload_observers(daemon: Any) -> None:
+def reload_observers(daemon: DaemonView) -> None:
     """Give each observer the new configuration, and start [metrics] when a reload
     turns it on (make_observers, at start, only made it when it was on then)."""
     for obs in daemon.observers:
@@ -161,7 +170,7 @@ def reload_observers(daemon: Any) -> None:
         daemon.observers.append(MetricsObserver(daemon, trace))
 
 
-def make_observers(daemon: Any, record: str | None) -> list[TickObserver]:
+def make_observers(daemon: DaemonView, record: str | None) -> list[TickObserver]:
     """The observers a daemon's options and configuration ask for."""
     out: list[TickObserver] = []
     trace = TraceObserver(daemon, record) if record else None

@@ -11,10 +11,11 @@ import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from zoomd import __version__
 from zoomd.daemon.decision import Decision
+from zoomd.daemon.engine import Engine
+from zoomd.daemon.pipeline import TickResult
 from zoomd.kinds import ANON_MODES
 from zoomd.metrics.exposition import Family, Histogram
 from zoomd.model.reclaim import ReclaimEstimate
@@ -66,9 +67,9 @@ class DaemonMetrics:
         self._pending: dict[str, float] = {}  # policy -> when its conditions began to hold
         self.extra: dict[str, float] = {}  # e.g. trace drops, set by other observers
 
-    def observe(self, engine: Any, snap: HostSnapshot, estimate: ReclaimEstimate,
-                records: list[Decision], seconds: float) -> None:
+    def observe(self, engine: Engine, result: TickResult) -> None:
         """Copy one tick's figures (engine: the daemon's Engine, read only)."""
+        snap, estimate, records = result.host, result.estimate, result.decisions
         groups = []
         for state in engine.states:
             latest = state.history.latest()
@@ -82,7 +83,7 @@ class DaemonMetrics:
         with self._lock:
             self._tick = _Tick(snap, estimate, groups)
             self.ticks += 1
-            self.loop.observe(seconds)
+            self.loop.observe(result.seconds)
             for record in records:
                 self._count(record, snap.monotonic)
             for state in engine.states:

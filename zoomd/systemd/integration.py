@@ -15,6 +15,7 @@ from typing import Any
 from zoomd.actions.outcome import ActionOutcome
 from zoomd.config.runtime import SystemdSection
 from zoomd.daemon.decision import Decision
+from zoomd.daemon.ports import DaemonPort
 from zoomd.errors import ZoomdError
 from zoomd.model.reclaim import ReclaimEstimate
 from zoomd.model.snapshot import HostSnapshot
@@ -41,7 +42,7 @@ def _cgroup_of(reader: Any, directory: str) -> str:
 class SystemdIntegration:
     """One per daemon; survives configuration reloads."""
 
-    def __init__(self, daemon: Any, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, daemon: DaemonPort, overrides: dict[str, Any] | None = None) -> None:
         self.daemon = daemon
         self.overrides = overrides or {}
         self.logger = daemon.logger
@@ -60,8 +61,7 @@ class SystemdIntegration:
         # Outside the reporting: the hooks run first, then user.oomd_ooms and the kill.
         self.backend = PrekillBackend(self.reporting, lambda d: _cgroup_of(reader, d),
                                       lambda: self.conf.prekill_timeout_usec, self.logger)
-        daemon.backend = self.backend
-        daemon.engine.backend = self.backend
+        daemon.install_backend(self.backend)
         self.dumper = Dumper(reader, self.section.dump_format)
         self.pid1: Pid1Client | None = None
         self.user: UserListener | None = None
@@ -109,7 +109,6 @@ class SystemdIntegration:
         self.section = self._section()
         self._load_conf()
         self.dumper.style = self.section.dump_format
-        self.daemon.engine.backend = self.backend
         self.applied_generation = -1
         self._start_links()
         self._sync_policies()
@@ -146,7 +145,8 @@ class SystemdIntegration:
                                  if name.startswith(PRESSURE_PREFIX) else None,
                                  duration=f"{policy.for_:g}s")
         self.applied_generation = self.managed.generation
-        self.daemon._arm_triggers()
+        # The engine's generation moved with its policies: the loop re-arms its PSI
+        # triggers before this tick's engine step (and after a reload).
 
     # -- the loop's hooks --------------------------------------------------------------
     def fds(self) -> dict[int, int]:

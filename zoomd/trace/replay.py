@@ -25,6 +25,7 @@ from zoomd.daemon.decision import Decision
 from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel
 from zoomd.daemon.log import Logger
+from zoomd.daemon.pipeline import step
 from zoomd.errors import KernelFileError, ZoomdError
 from zoomd.host import HostReader
 from zoomd.kernel import tap
@@ -250,16 +251,17 @@ class Replayer:
 
     def _tick(self, run: ConfigRun, snap: HostSnapshot, sample: Sample,
               tree: MaterialisedTree, result: TraceResult) -> ReclaimEstimate:
-        est = run.model.update(snap)
         if run.engine is None:
-            return est
+            return run.model.update(snap)
         try:
-            records = run.engine.tick(snap, est)
+            records: tuple[Decision, ...] = step(snap, run.model, run.engine).decisions
         except ZoomdError as exc:
             run.skipped_ticks += 1
             self._warn_once(result, f"config {run.spec.name}: tick skipped: "
                                     f"{tree.strip(str(exc))}")
-            records = []
+            records = ()
+        est = run.model.last  # this sample's, whether or not the engine's tick ran
+        assert est is not None
         for record in records:
             run.decisions.append(_normalise(record, sample, tree))
         for state in run.engine.states:

@@ -18,6 +18,8 @@ guest is disposable: nothing is torn down.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import platform
@@ -30,14 +32,17 @@ import time
 from contextlib import suppress
 from typing import IO, Any
 
+from zoomd.actions.backend import DryRunBackend
 from zoomd.config.load import load_config, shipped_config_path
+from zoomd.daemon.engine import Engine
 from zoomd.daemon.hostmodel import HostModel
-from zoomd.daemon.monitor import host_sample
-from zoomd.daemon.sample import History
+from zoomd.daemon.log import Logger
+from zoomd.daemon.pipeline import step
 from zoomd.daemon.selfprotect import lock_memory, set_oom_score_adj
-from zoomd.daemon.triggers import judge, window_figures
+from zoomd.errors import ZoomdError
 from zoomd.host import HostReader
 from zoomd.isolated import module_argv
+from zoomd.kernel.cgroups import CgroupReader
 from zoomd.kernel.root import Root
 from zoomdlab import checkout
 from zoomdlab.lab.scenario import _pump
@@ -100,23 +105,26 @@ def parse_zones(text: str) -> list[dict[str, Any]]:
 
 class ModelProbe:
     """zoomd's reading of each moment, as its default policies on the host would see it
-    ("stuck": the conditions of at least one of them hold, `for` aside)."""
+    ("stuck": the conditions of at least one of them hold, `for` aside): the daemon's
+    own pipeline step (reader -> model -> engine, dry-run, acting on nothing) and the
+    verdicts its engine judged."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Root | None = None) -> None:
         config, _ = load_config(shipped_config_path(), drop_ins=False)
         # The host's own rules (a template's instances watch limited groups, not "/").
-        self.policies = [p for p in config.policy if p.monitor == "/" and not p.select]
-        self.params = config.reclaim
-        self.min_scanned = config.reclaim.min_scanned_pages
-        self.reader = HostReader(Root("/"))
-        self.model = HostModel(self.params)
-        self.history = History(max(10.0, *(p.window + p.for_ for p in self.policies)))
-        self.page = self.reader.page_size
+        policies = tuple(p for p in config.policy if p.monitor == "/" and not p.select)
+        config = dataclasses.replace(config, policy=policies)
+        root = root if root is not None else Root("/")
+        self.reader = HostReader(root)
+        self.model = HostModel(config.reclaim)
+        self.engine = Engine(config, CgroupReader(root), DryRunBackend(),
+                             Logger("json", "error", io.StringIO()), dry_run=True,
+                             page_size=self.reader.page_size)
 
-    def sample(self) -> dict[str, Any]:
-        snap = self.reader.sample()
-        est = self.model.update(snap)
-        self.history.add(host_sample(snap, est))  # as the daemon samples "/"
+    def sample(self, now: float | None = None) -> dict[str, Any]:
+        result = step(self.reader.sample(now), self.model, self.engine)
+        snap, est = result.host, result.estimate
+        self.engine.records.clear()  # dry-run decisions: not what the probe shows
         out: dict[str, Any] = {
             "mem_total": snap.meminfo.total,
             "mem_free": snap.meminfo.free,
@@ -131,20 +139,22 @@ class ModelProbe:
             "anon_efficiency_5s": est.anon_efficiency_pct,
         }
         stuck: bool | None = None
-        for policy in self.policies:
-            fig = window_figures(self.history, policy.window, self.page, self.min_scanned)
-            if fig is None:
+        for state in self.engine.states:
+            verdict = state.verdict  # as the engine judged it this tick
+            if verdict.figures is None:
                 continue
-            verdict = judge(policy.all, policy.any, fig)  # as the engine judges it
-            holds = verdict.holds
             if stuck is None:  # the first (fast) rule's window, as before
-                out["window"] = fig.to_json()
+                out["window"] = verdict.figures.to_json()
                 out["conditions"] = {**verdict.all, **verdict.any}
-            out.setdefault("policies", {})[policy.name] = holds
-            stuck = bool(stuck) or holds
+            out.setdefault("policies", {})[state.policy.name] = verdict.holds
+            stuck = bool(stuck) or verdict.holds
         if stuck is not None:
             out["stuck"] = stuck
         return out
+
+    def close(self) -> None:
+        self.engine.close()
+        self.reader.close()
 
 
 class GuestTimeline(Timeline):
@@ -162,7 +172,7 @@ class GuestTimeline(Timeline):
         kview: dict[str, Any] = {"type": "kview", "t": record["t"], "zones": zones}
         try:
             kview["model"] = self.probe.sample()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, ZoomdError) as exc:
             kview["model_error"] = str(exc)
         self._write(kview)
         return record
