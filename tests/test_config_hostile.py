@@ -4,6 +4,7 @@ file and the key."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -256,3 +257,36 @@ def test_root_refuses_a_hook_program_others_may_change(tmp_path, unsafe) -> None
                           check=False, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "unsafe hook program" in proc.stderr
+
+
+# -- names and values that would forge a log line ---------------------------------------
+@pytest.mark.parametrize("name", ["a\nb", "a\rb", "tab\there", "zw\u200bsp", "ls\u2028x",
+                                  "x" * 129])
+def test_policy_names_are_printable_and_bounded(tmp_path, name) -> None:
+    """Names go into journal and JSON log lines, metrics labels and hooks' environment."""
+    text = _policy().replace('name = "p"', f"name = {json.dumps(name)}")
+    shown = name if name.isprintable() else json.dumps(name)  # as the loader names it
+    _refused(tmp_path, text, f"policy[0]({shown}).name", "policy name")
+
+
+def test_a_policy_name_cannot_pose_as_a_template_instance(tmp_path) -> None:
+    text = _policy().replace('name = "p"', 'name = "domain-thrash@/box"')
+    _refused(tmp_path, text, 'policy[0]("domain-thrash@/box").name', "'@'")
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("interval", "1\\ns"), ("interval", "1s\\n"), ("interval", "\\n1s"),
+    ("post_action_delay", "10s\\n")])
+def test_a_newline_in_a_duration_is_refused_not_read_around(tmp_path, key, value) -> None:
+    if key == "interval":
+        text = f'[daemon]\ninterval = "{value}"\n' + _policy()
+        _refused(tmp_path, text, "daemon.interval", "duration")
+    else:
+        text = _policy(f'{key} = "{value}"')
+        _refused(tmp_path, text, f"policy[0](p).{key}", "duration")
+
+
+def test_a_newline_in_a_size_or_percent_is_refused(tmp_path) -> None:
+    text = _policy().replace('memory_pressure_full_above = "40%"',
+                             'memory_pressure_full_above = "40%\\n"')
+    _refused(tmp_path, text, "policy[0](p).all.memory_pressure_full_above")

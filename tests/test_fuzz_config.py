@@ -201,7 +201,9 @@ def check_loaded(path: str, drop_ins: bool = True) -> None:
     for where, value in numbers_of(config):
         # Integers may be as large as TOML writes them; floats must be real numbers.
         assert isinstance(value, int) or math.isfinite(value), f"{where} = {value!r}"
-        if where.endswith(".percent") or any(where.endswith(k) for k in (
+        if where.endswith("swap_turnover_above"):  # a ratio, not a share
+            assert 0 <= value <= 1e6, f"{where} = {value!r}"
+        elif where.endswith(".percent") or any(where.endswith(k) for k in (
                 "_above", "_below", "min_anon_efficiency")):
             assert 0 <= value <= 100, f"{where} = {value!r}"
         elif where.endswith("oom_score_adj"):

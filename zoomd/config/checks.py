@@ -6,6 +6,7 @@ the reason; zoomd/config/runtime.py attaches them to their fields (units.Check).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 
 def _can_start_with_slash(pattern: str) -> bool:
@@ -110,7 +111,28 @@ def argv(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
-def hook_name(value: str) -> str:
-    if "\0" in value:
-        raise ValueError(f"a hook name holds no NUL character, got {value!r}")
+MAX_NAME = 128
+
+
+def _printable_name(value: str, what: str) -> str:
+    """Names go into log lines (journal key=value and JSON), metrics labels, records
+    and hooks' environment: a control character would split or forge a line."""
+    if len(value) > MAX_NAME:
+        raise ValueError(f"a {what} name is at most {MAX_NAME} characters, got {len(value)}")
+    bad = next((c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")),
+               None)
+    if bad is not None:
+        raise ValueError(f"a {what} name holds no control character, got {value!r}")
     return value
+
+
+def hook_name(value: str) -> str:
+    return _printable_name(value, "hook")
+
+
+def policy_name(value: str) -> str:
+    """Besides printable: no '@', which names a template's instances (NAME@/group)."""
+    if "@" in value:
+        raise ValueError(f"a policy name holds no '@' (template instances are named "
+                         f"NAME@/group), got {value!r}")
+    return _printable_name(value, "policy")

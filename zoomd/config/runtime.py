@@ -116,7 +116,7 @@ class ProcessRules:
 class Policy:
     __pydantic_config__ = FORBID
 
-    name: Annotated[str, Bounds(min_length=1)]
+    name: Annotated[str, Bounds(min_length=1), Check(checks.policy_name)]
     monitor: Annotated[str, Check(checks.cgroup_path)] = "/"
     select: kinds.Select = ""  # "limited": one instance per memory-limited group (a template)
     candidates: Annotated[tuple[str, ...], Check(checks.one_or_many, before=True),
