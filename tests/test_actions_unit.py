@@ -30,7 +30,7 @@ from zoomd.actions import (
     thaw_cgroup,
 )
 from zoomd.actions import kill as kill_mod
-from zoomd.actions.safety import PF_KTHREAD, proc_stat
+from zoomd.actions.safety import proc_stat
 
 
 class Children:
@@ -220,7 +220,7 @@ def _a_kernel_thread() -> int | None:
     for name in os.listdir("/proc"):
         if name.isdigit():
             stat = proc_stat(int(name))
-            if stat is not None and stat[1] & PF_KTHREAD:
+            if stat is not None and stat.kernel_thread:
                 return int(name)
     return None
 

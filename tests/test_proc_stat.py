@@ -14,6 +14,7 @@ LINE = ("4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 120394 0 5821 0 31 8 0 
 def test_majflt_and_flags_by_position_whatever_comm_holds() -> None:
     stat = parse_proc_stat(LINE)
     assert stat.majflt == 5821 and stat.flags == 4194560 and not stat.kernel_thread
+    assert stat.state == "S"
 
 
 def test_a_kernel_thread_by_its_flag() -> None:

@@ -10,28 +10,27 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-PF_KTHREAD = 0x00200000
+from zoomd.errors import ZoomdError
+from zoomd.kernel.proc_stat import ProcStat, read_proc_stat
+from zoomd.kernel.root import Root
+
+# Effectors act on this host's processes, never on a captured tree's.
+_LIVE = Root("/")
 
 
-def proc_stat(pid: int, proc: str = "/proc") -> tuple[str, int] | None:
-    """(state, flags) from /proc/PID/stat, or None when the process is gone."""
+def proc_stat(pid: int) -> ProcStat | None:
+    """The live process's /proc/PID/stat fields, or None when it is gone (or the file
+    cannot be read: then no figure of it is trusted)."""
     try:
-        with open(f"{proc}/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may hold spaces and parentheses: the fields after it follow the last ')'.
-    rest = data[data.rfind(b")") + 1 :].split()
-    try:
-        return rest[0].decode(), int(rest[6])
-    except (IndexError, ValueError):
+        return read_proc_stat(_LIVE, pid)
+    except ZoomdError:
         return None
 
 
 def is_live(pid: int) -> bool:
     """Whether the process still exists and is not a zombie (a zombie holds no memory)."""
     stat = proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X", "x")
+    return stat is not None and stat.state not in ("Z", "X", "x")
 
 
 def refusal(pid: int, protected_pids: frozenset[int] = frozenset(),
@@ -47,7 +46,7 @@ def refusal(pid: int, protected_pids: frozenset[int] = frozenset(),
         return f"pid {pid} is protected"
     if check_kthread:
         stat = proc_stat(pid)
-        if stat is not None and stat[1] & PF_KTHREAD:
+        if stat is not None and stat.kernel_thread:
             return f"pid {pid} is a kernel thread"
     return None
 

@@ -20,8 +20,9 @@ _FLAGS, _MAJFLT = 6, 9  # the 9th and 12th fields
 
 @dataclass(frozen=True, slots=True)
 class ProcStat:
-    """flags (PF_* bits) and majflt (major faults so far) of one process."""
+    """state (R, S, D, Z...), flags (PF_* bits) and majflt (major faults so far)."""
 
+    state: str | None
     flags: int | None
     majflt: int | None
 
@@ -36,7 +37,7 @@ def parse_proc_stat(text: str) -> ProcStat:
     def at(i: int) -> int | None:
         return int(fields[i]) if len(fields) > i and is_decimal(fields[i]) else None
 
-    return ProcStat(at(_FLAGS), at(_MAJFLT))
+    return ProcStat(fields[0] if fields else None, at(_FLAGS), at(_MAJFLT))
 
 
 def read_proc_stat(root: Root, pid: int) -> ProcStat | None:
