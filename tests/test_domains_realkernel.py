@@ -50,6 +50,21 @@ def _daemon_config(tmp_path) -> str:
     return str(config)
 
 
+def _start_daemon(config: str, log_path) -> subprocess.Popen:
+    """The shipped default, as a user runs it: no --scope, for the run's length."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "zoomd", "run", "--config", config,
+             "--duration", str(RUN_S)], stdout=log, stderr=subprocess.STDOUT)
+
+
+def _daemon_lines(log_path) -> list[dict]:
+    """The daemon's JSON log lines (printed whole first, for a failing run's reader)."""
+    text = log_path.read_text()
+    print(text)
+    return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+
+
 def _psi_full_us(v2_dir: str) -> int:
     with open(f"{v2_dir}/memory.pressure") as f:
         for line in f:
@@ -79,10 +94,7 @@ def test_shipped_default_ends_a_thrashing_limited_group_and_spares_the_rest(tmp_
         # Memory-wise the bystander stays where the test runner is (an ancestor of the
         # limited groups' memory cgroups); only its v2 group is its own.
         shared = dataclasses.replace(bystander, v1_path=None)
-        with open(log_path, "w") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "zoomd", "run", "--config", config,
-                 "--duration", str(RUN_S)], stdout=log, stderr=subprocess.STDOUT)
+        daemon = _start_daemon(config, log_path)
         try:
             time.sleep(2.0)
             by = lab.start(shared, [sys.executable, "-m", "zoomdlab.lab.workload", "bystander",
@@ -113,9 +125,7 @@ def test_shipped_default_ends_a_thrashing_limited_group_and_spares_the_rest(tmp_
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)
-    text = log_path.read_text()
-    print(text)
-    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+    lines = _daemon_lines(log_path)
     records = [x for x in lines if x.get("level") == "notice" and "victim" in x]
     acted = [r for r in records if not r["dry_run"]]
     box_path = box.v2_rel
@@ -163,10 +173,7 @@ def test_a_thrashing_process_directly_in_a_domain_goes_before_its_small_child(
         # On a hybrid host the bystander's memory is the domain's (its v1 cgroup), as a
         # container's sidecar group would be; only its v2 group is its own.
         small = dataclasses.replace(small, v1_path=dom.v1_path)
-        with open(log_path, "w") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "zoomd", "run", "--config", config,
-                 "--duration", str(RUN_S)], stdout=log, stderr=subprocess.STDOUT)
+        daemon = _start_daemon(config, log_path)
         ended_at = None
         try:
             time.sleep(2.0)
@@ -188,9 +195,7 @@ def test_a_thrashing_process_directly_in_a_domain_goes_before_its_small_child(
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)
-    text = log_path.read_text()
-    print(text)
-    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+    lines = _daemon_lines(log_path)
     acted = [x for x in lines if x.get("level") == "notice" and "victim" in x
              and not x["dry_run"]]
     summary = {"thrash_ended_s": ended_at,
